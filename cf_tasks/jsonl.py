@@ -1,0 +1,79 @@
+"""JSON Lines I/O: atomic writes and line-numbered read errors.
+
+Every output file of the toolkit goes through :func:`atomic_write` so that a
+killed job never leaves a half-written file behind: data goes to a temporary
+file in the same folder and is renamed over the target only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+
+class JSONLError(ValueError):
+    """A JSONL file could not be parsed; the message names the file and line."""
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON: sorted keys, no NaN, UTF-8 text; same bytes in every process."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary sibling of ``path``; rename it over ``path`` on success only."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
+    """Write rows atomically; returns the number of rows written."""
+    count = 0
+    with atomic_write(path) as handle:
+        for row in rows:
+            handle.write(dumps(row))
+            handle.write("\n")
+            count += 1
+    return count
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    with atomic_write(path) as handle:
+        json.dump(obj, handle, sort_keys=True, indent=indent, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)``; blank lines are skipped, bad lines raise :class:`JSONLError`."""
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise JSONLError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise JSONLError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [obj for _, obj in iter_jsonl(path)]

@@ -1,0 +1,78 @@
+"""Reference solvers registered as lm-eval models (``--model cf_oracle`` / ``cf_no_abduction``).
+
+They read the structured item behind each request (``Instance.doc``), never
+its ``answer`` field: ``cf_oracle`` solves by abduction through execution (the
+same executor as generation), ``cf_no_abduction`` ignores the observation and
+answers from the prior over the whole latent domain. Their scores bound the
+benchmark: the oracle must reach 1.0 everywhere, and the no-abduction solver
+shows how much a task requires abduction (the counterfactual drop).
+Non-code families (e.g. ``gsm``) solve through their family plugin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lm_eval.api.model import LM
+
+from cf_tasks.answers import format_answer
+from cf_tasks.lmeval.docs import decode_doc
+
+
+class _ReferenceSolverLM(LM):
+    ignore_observation = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        return cls()
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
+        return cls()
+
+    def _answers(self, docs: list[dict]) -> list[list]:
+        from cf_tasks.abduction import solve_records
+        from cf_tasks.executor import shared_executor
+        from cf_tasks.records import ProgramRecord
+        from plugins import FAMILIES
+
+        answers: list[list | None] = [None] * len(docs)
+        code_idx = [i for i, d in enumerate(docs) if "program" in d]
+        if code_idx:
+            records = [ProgramRecord.from_json(docs[i], source=f"doc {docs[i].get('id')}") for i in code_idx]
+            solutions = solve_records(records, shared_executor(), ignore_observation=self.ignore_observation)
+            for i, solution in zip(code_idx, solutions):
+                answers[i] = solution.answer
+        for i, doc in enumerate(docs):
+            if answers[i] is None:
+                family = FAMILIES.get(doc["family"])
+                solve = family.no_abduction_answer if self.ignore_observation else family.oracle_answer
+                answers[i] = solve(doc)
+        return answers  # type: ignore[return-value]
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        docs = []
+        for request in requests:
+            if request.doc is None:
+                raise ValueError(f"{type(self).__name__} needs the task document of each request")
+            docs.append(decode_doc(request.doc))
+        return [f"By execution, the answer is {format_answer(a)}." for a in self._answers(docs)]
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError(f"{type(self).__name__} only supports generate_until tasks")
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError(f"{type(self).__name__} only supports generate_until tasks")
+
+
+class OracleLM(_ReferenceSolverLM):
+    """Solves every item by abduction, intervention and prediction through execution."""
+
+
+class NoAbductionLM(_ReferenceSolverLM):
+    """Ignores the observation: answers with every output the latent domain allows."""
+
+    ignore_observation = True

@@ -1,0 +1,75 @@
+"""Prompt text for counterfactual and interventional code problems.
+
+The paper does not publish its prompt (counterfactuals.md §1.6, §8); this one
+states the three steps only implicitly ("reason step by step"), shows the code
+with latents drawn by ``random.randint`` and asks for a set in ``\\boxed{}``.
+``PROMPT_VERSION`` is recorded in every item so that prompt changes are visible.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+PROMPT_VERSION = "1"
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _assign(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} = {_fmt(v)}" for k, v in values.items())
+
+
+def _domain_note(latents: Mapping[str, Any]) -> str:
+    parts = []
+    for name, dom in latents.items():
+        dom = list(dom)
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in dom)
+        if ints and dom == list(range(dom[0], dom[-1] + 1)):
+            parts.append(f"`{name}` is an integer between {dom[0]} and {dom[-1]} (inclusive)")
+        else:
+            parts.append(f"`{name}` takes one of the values {{{', '.join(_fmt(v) for v in dom)}}}")
+    return "; ".join(parts)
+
+
+def build_prompt(record: Mapping[str, Any]) -> str:
+    """The user prompt of a record (a ``ProgramRecord.to_json()`` dict, generated or user-written)."""
+    code = record.get("display_program") or record["program"]
+    entry = record["entry_point"]
+    observed = record["observed"]
+    inputs = observed["inputs"]
+    latents = record["latents"]
+    latent_names = ", ".join(f"`{n}`" for n in latents)
+    new_inputs = {**inputs, **record["intervention"]}
+    lines = [
+        "Here is a Python function:",
+        "",
+        "```python",
+        code.rstrip(),
+        "```",
+        "",
+    ]
+    if not record.get("display_program"):
+        lines += [f"The hidden value(s) {latent_names} are drawn at random: {_domain_note(latents)}.", ""]
+    call = f"{entry}({_assign(inputs)})"
+    new_call = f"{entry}({_assign(new_inputs)})"
+    if record.get("variant", "counterfactual") == "interventional":
+        lines += [
+            f"In one run, the hidden value(s) were {_assign(record['latent_values'])}.",
+            f"Keeping exactly these hidden values, what does {new_call} return?",
+        ]
+    else:
+        lines += [
+            f"We observed one run: {call} returned {_fmt(observed['output'])}. "
+            f"The hidden value(s) {latent_names} of that run are unknown.",
+            f"Counterfactually, if we had called {new_call} instead, keeping the same hidden value(s) as in "
+            "the observed run, what could it have returned?",
+            "List every possible return value that is consistent with the observation.",
+        ]
+    lines += [
+        "",
+        "Reason step by step, then give the final answer as a set of values inside \\boxed{}, "
+        "for example \\boxed{{3, 7}}.",
+    ]
+    return "\n".join(lines)

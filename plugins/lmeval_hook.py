@@ -1,0 +1,151 @@
+"""Zero-flag lm-eval integration: our tasks and reference models without ``--include_path``.
+
+lm-eval 0.4.13 reads no entry points. Upstream PR #4015 proposes the
+``lm_eval.tasks`` group (a package whose folder is scanned for task YAMLs) and
+PR #4013 the ``lm_eval.models`` group. We declare both groups and, until
+lm-eval reads them itself, this hook feeds them in:
+
+* when ``lm_eval.tasks.manager`` is imported, ``TaskManager.__init__`` is wrapped
+  so that the folders of the ``lm_eval.tasks`` entry points come *before* the
+  user's ``include_path`` (precedence: built-ins < plugins < ``--include_path``);
+* when ``lm_eval.models`` is imported, the ``lm_eval.models`` entry points are
+  added to lm-eval's model registry as lazy placeholders.
+
+Both patches are no-ops once lm-eval handles the groups (a
+``discover_plugin_task_paths`` function in the manager; a name already in the
+registry). The hook is installed from a ``.pth`` file at interpreter start, so
+it must be cheap and must never raise: :func:`install` only puts a finder on
+``sys.meta_path``; everything else happens when lm-eval is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TASKS_GROUP = "lm_eval.tasks"
+MODELS_GROUP = "lm_eval.models"
+_WATCHED = ("lm_eval.tasks.manager", "lm_eval.models")
+_PATCHED_FLAG = "__executable_cf_patched__"
+
+
+def plugin_task_paths() -> list[str]:
+    """Folders named by the ``lm_eval.tasks`` entry points (broken entries are skipped)."""
+    import importlib.metadata as md
+    import importlib.util
+    from pathlib import Path
+
+    paths: list[str] = []
+    for ep in sorted(md.entry_points(group=TASKS_GROUP), key=lambda e: e.name):
+        try:
+            spec = importlib.util.find_spec(ep.value.split(":", 1)[0])
+        except Exception:
+            continue
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:
+            folder = list(spec.submodule_search_locations)[0]
+        elif spec.origin:
+            folder = str(Path(spec.origin).parent)
+        else:
+            continue
+        if folder not in paths:
+            paths.append(folder)
+    return paths
+
+
+def patch_task_manager(module) -> None:
+    if hasattr(module, "discover_plugin_task_paths"):
+        return  # upstream reads the lm_eval.tasks group itself
+    manager_cls = getattr(module, "TaskManager", None)
+    if manager_cls is None or getattr(manager_cls.__init__, _PATCHED_FLAG, False):
+        return
+    import functools
+    import inspect
+
+    original = manager_cls.__init__
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        user = bound.arguments.get("include_path")
+        if user is None:
+            user_paths = []
+        elif isinstance(user, (list, tuple)):
+            user_paths = list(user)
+        else:
+            user_paths = [user]
+        try:
+            plugin_paths = plugin_task_paths()
+        except Exception:  # a broken metadata backend must not break lm-eval
+            plugin_paths = []
+        bound.arguments["include_path"] = plugin_paths + user_paths or None
+        return original(*bound.args, **bound.kwargs)
+
+    setattr(__init__, _PATCHED_FLAG, True)
+    manager_cls.__init__ = __init__
+
+
+def register_plugin_models(module=None) -> None:
+    import importlib.metadata as md
+
+    from lm_eval.api.registry import model_registry
+
+    for ep in md.entry_points(group=MODELS_GROUP):
+        if ep.name not in model_registry:
+            model_registry.register(ep.name, target=ep.value.replace(" ", ""))
+
+
+_PATCHES = {"lm_eval.tasks.manager": patch_task_manager, "lm_eval.models": register_plugin_models}
+
+
+class _Loader:
+    """Wraps the real loader; applies our patch right after the module executes."""
+
+    def __init__(self, loader, patch):
+        self._loader, self._patch = loader, patch
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        try:
+            self._patch(module)
+        except Exception:  # never break lm-eval because of our hook
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class LmEvalPluginFinder:
+    """A ``sys.meta_path`` finder that only reacts to the two watched lm-eval modules."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _PATCHES:
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _Loader(spec.loader, _PATCHES[fullname])
+        return spec
+
+    def invalidate_caches(self):
+        pass
+
+
+def install() -> None:
+    """Put the finder first on ``sys.meta_path`` (once); patch modules that are already imported."""
+    if not any(isinstance(f, LmEvalPluginFinder) or type(f).__name__ == "LmEvalPluginFinder"
+               for f in sys.meta_path):
+        sys.meta_path.insert(0, LmEvalPluginFinder())
+    for name, patch in _PATCHES.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            try:
+                patch(module)
+            except Exception:
+                pass

@@ -1,0 +1,1 @@
+"""SFT data selection: GRAPE and BIDS selectors behind one small interface."""

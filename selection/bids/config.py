@@ -1,0 +1,276 @@
+"""Typed configs of the BIDS pipeline, one dataclass per stage.
+
+Every field carries ``metadata={"help": ...}``; :func:`add_dataclass_arguments`
+turns the fields into ``cf-select bids`` options (``lora_r`` -> ``--lora-r``), so
+the CLI and the library share one source of defaults and help. Field names are
+unique across the configs for that reason. Defaults follow the LESS/BIDS recipe
+(``../shared/reference/selection.md`` B.2 and C); the choices the papers leave
+open are marked as ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from selection.bids.greedy import METHODS
+
+STAGES = ("warmup", "features", "matrix", "select")
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class DataConfig:
+    """How training and validation rows become token ids and loss masks."""
+
+    prompt_field: str = field(default="prompt", metadata=_help("Column with the prompt (prompt/completion rows)."))
+    completion_field: str = field(
+        default="completion", metadata=_help("Column with the completion; the loss covers only its tokens.")
+    )
+    messages_field: str = field(
+        default="messages",
+        metadata=_help("Column with chat messages [{role, content}]; used when present. Loss on assistant turns only."),
+    )
+    task_field: str = field(
+        default="task", metadata=_help("Column naming the task of a validation row (single-file validation sets).")
+    )
+    max_length: int = field(
+        default=2048, metadata=_help("Truncate encoded examples to this many tokens (LESS uses 2048).")
+    )
+
+    def validate(self) -> None:
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        for name in ("prompt_field", "completion_field", "messages_field", "task_field"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty column name")
+
+
+@dataclass
+class WarmupConfig:
+    """LoRA warm-up of the selection model (LESS step 1)."""
+
+    warmup_fraction: float = field(
+        default=0.05,
+        metadata=_help("Fraction of the pool used for warm-up (LESS default 0.05; the BIDS preprints use 1.0)."),
+    )
+    warmup_data_seed: int = field(default=3, metadata=_help("Seed of the warm-up subset (LESS README uses 3)."))
+    epochs: int = field(default=4, metadata=_help("Warm-up epochs; one checkpoint is saved after each."))
+    learning_rate: float = field(default=2e-5, metadata=_help("Peak learning rate."))
+    lr_scheduler: Literal["linear", "cosine"] = field(
+        default="linear",
+        metadata=_help("Decay after the warm-up steps (LESS code: linear; BIDS paper text: cosine).",
+                       choices=("linear", "cosine")),
+    )
+    warmup_ratio: float = field(default=0.03, metadata=_help("Fraction of all steps with a linear LR ramp."))
+    batch_size: int = field(default=128, metadata=_help("Examples per optimizer step (the paper's global batch)."))
+    micro_batch_size: int = field(default=8, metadata=_help("Examples per forward pass (gradient accumulation)."))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
+    adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1 (also used by the Adam gradient transform)."))
+    adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2 (also used by the Adam gradient transform)."))
+    adam_eps: float = field(default=1e-8, metadata=_help("AdamW epsilon (inside the square root in the transform)."))
+    lora_r: int = field(default=128, metadata=_help("LoRA rank."))
+    lora_alpha: float = field(default=512.0, metadata=_help("LoRA alpha."))
+    lora_dropout: float = field(default=0.1, metadata=_help("LoRA dropout (training only; gradients use eval mode)."))
+    target_modules: list[str] | None = field(
+        default=None,
+        metadata=_help("Modules that get LoRA adapters. Default: q_proj k_proj v_proj o_proj when the model has "
+                       "them (the paper), else peft's default for the architecture."),
+    )
+    train_seed: int = field(default=0, metadata=_help("Seed of LoRA init, data order and dropout."))
+
+    def validate(self) -> None:
+        if not 0 < self.warmup_fraction <= 1:
+            raise ValueError(f"warmup_fraction must be in (0, 1], got {self.warmup_fraction}")
+        for name in ("epochs", "batch_size", "micro_batch_size", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.lr_scheduler not in ("linear", "cosine"):
+            raise ValueError(f"lr_scheduler must be 'linear' or 'cosine', got {self.lr_scheduler!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.adam_eps <= 0:
+            raise ValueError(f"adam_eps must be positive, got {self.adam_eps}")
+
+
+@dataclass
+class FeatureConfig:
+    """Per-example projected gradient features (LESS steps 2 and 3)."""
+
+    proj_dim: int = field(default=8192, metadata=_help("Random projection dimension (LESS/BIDS: 8192)."))
+    proj_seed: int = field(default=0, metadata=_help("Seed of the Rademacher projection (same for train and val)."))
+    grad_batch_size: int = field(
+        default=8, metadata=_help("Examples per batched per-example-gradient pass (memory: batch x LoRA params).")
+    )
+    shard_size: int = field(
+        default=1024, metadata=_help("Examples per feature shard; the unit of resumption and of the matrix stage.")
+    )
+    device: str = field(default="auto", metadata=_help("torch device: auto (cuda when available), cpu, cuda:0, ..."))
+    torch_dtype: Literal["float32", "bfloat16", "float16"] = field(
+        default="float32",
+        metadata=_help("Dtype the model is loaded in for gradients (per-example gradients are kept in float32).",
+                       choices=("float32", "bfloat16", "float16")),
+    )
+    projection_cache_gb: float = field(
+        default=2.0,
+        metadata=_help("Keep the generated projection blocks in memory up to this size; above it they are "
+                       "regenerated for every batch (slower, bounded memory)."),
+    )
+
+    def validate(self) -> None:
+        for name in ("proj_dim", "grad_batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.torch_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"torch_dtype must be float32, bfloat16 or float16, got {self.torch_dtype!r}")
+        if self.projection_cache_gb < 0:
+            raise ValueError(f"projection_cache_gb must be >= 0, got {self.projection_cache_gb}")
+
+
+@dataclass
+class SelectConfig:
+    """The selection rule applied to the influence matrix."""
+
+    method: Literal["bids", "task_max", "instance_max", "sum", "random"] = field(
+        default="bids", metadata=_help("BIDS or a baseline from the paper.", choices=METHODS)
+    )
+    budget: str = field(default="0.15", metadata=_help("Rows to select: a count (300) or a fraction (0.15)."))
+    normalize: bool | None = field(
+        default=None,
+        metadata=_help("Z-score every validation column first. Default: on for bids, off for the baselines "
+                       "(as in the paper); --normalize/--no-normalize give the ablations."),
+    )
+    seed: int = field(default=0, metadata=_help("Seed of the random baseline."))
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        try:
+            number = float(self.budget)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget must be a count or a fraction, got {self.budget!r}") from None
+        if number <= 0:
+            raise ValueError(f"budget must be positive, got {self.budget!r}")
+
+    def resolved_normalize(self) -> bool:
+        from selection.bids.greedy import DEFAULT_NORMALIZE
+
+        return DEFAULT_NORMALIZE[self.method] if self.normalize is None else bool(self.normalize)
+
+
+@dataclass
+class BidsConfig:
+    """Everything one ``cf-select bids`` run needs.
+
+    Two modes: ``influence`` given -> selection only (``val_tasks`` names each
+    column's task); otherwise the pipeline from ``model``, ``train`` and ``val``
+    inside ``work_dir``.
+    """
+
+    output: str = field(default="selected.json", metadata=_help("Selection JSON ({'indices': [...]} + diagnostics)."))
+    influence: str | None = field(
+        default=None, metadata=_help("Existing influence matrix (.npy, train x validation): run only the selection.")
+    )
+    val_tasks: str | None = field(
+        default=None, metadata=_help("JSON list with the task name of each validation column (with --influence).")
+    )
+    model: str | None = field(default=None, metadata=_help("Selection model (transformers path or name)."))
+    train: str | None = field(default=None, metadata=_help("Training pool (JSONL/JSON/Parquet)."))
+    val: list[str] | None = field(
+        default=None,
+        metadata=_help("Validation sets: TASK=FILE (repeatable), or one FILE whose rows carry --task-field."),
+    )
+    work_dir: str | None = field(
+        default=None, metadata=_help("Folder for checkpoints, feature shards and the matrix (resumable).")
+    )
+    stages: list[str] = field(
+        default_factory=lambda: list(STAGES),
+        metadata=_help("Pipeline stages to run, in order.", choices=STAGES),
+    )
+    selected_data: str | None = field(
+        default=None,
+        metadata=_help("Also write the selected training rows (JSONL, selection order). "
+                       "Default with the pipeline: OUTPUT with suffix .jsonl."),
+    )
+    plot: bool = field(default=True, metadata=_help("Save the diagnostics plot (PNG next to the output)."))
+    data: DataConfig = field(default_factory=DataConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+    def validate(self) -> None:
+        for sub in (self.data, self.warmup, self.features, self.select):
+            sub.validate()
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"stages: unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+        if self.influence is not None:
+            if self.val_tasks is None:
+                raise ValueError("val_tasks: --influence needs --val-tasks (the task of each validation column)")
+            return
+        missing = [name for name in ("model", "train", "val", "work_dir") if not getattr(self, name)]
+        if missing:
+            flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+            raise ValueError(f"the pipeline needs {flags} (or give --influence A.npy --val-tasks tasks.json)")
+
+
+SUBCONFIGS = {"data": DataConfig, "warmup": WarmupConfig, "features": FeatureConfig, "select": SelectConfig}
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
+    """One ``--field-name`` option per field of ``cls`` (nested dataclass fields are skipped)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
+        args = typing.get_args(kind)
+        base = [a for a in args if a is not type(None)] if args else [kind]
+        origin = typing.get_origin(base[0]) if len(base) == 1 else None
+        if kind is bool or base == [bool]:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is list:
+            kwargs["nargs"] = "+"
+            (item,) = typing.get_args(base[0])
+            kwargs["type"] = item
+        elif typing.get_origin(kind) is Literal:
+            kwargs["choices"] = typing.get_args(kind)
+        else:
+            kwargs["type"] = base[0]
+        if "choices" in f.metadata and "choices" not in kwargs:
+            kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_namespace(args: argparse.Namespace) -> BidsConfig:
+    """Build a :class:`BidsConfig` from parsed options (absent options keep the dataclass defaults)."""
+    values = vars(args)
+
+    def build(cls: type) -> Any:
+        kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+        return cls(**kwargs)
+
+    top = {f.name: values[f.name] for f in dataclasses.fields(BidsConfig)
+           if f.name in values and f.name not in SUBCONFIGS}
+    config = BidsConfig(**top, **{name: build(cls) for name, cls in SUBCONFIGS.items()})
+    config.validate()
+    return config
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

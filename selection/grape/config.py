@@ -1,0 +1,145 @@
+"""GRAPE's configuration, and the dataclass -> argparse bridge its CLI uses.
+
+The command-line options are generated from the dataclass fields (name, type,
+``metadata["help"]``, ``metadata["choices"]``), so the library config and the
+CLI cannot drift apart. ``add_dataclass_arguments`` is generic and may be
+reused by other selectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TEMPLATE = "Question: {instruction}\nAnswer: {response}"
+MODES = ("best", "reverse", "random")
+BOS_CHOICES = ("auto", "always", "never")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class GrapeConfig:
+    """How GRAPE scores and selects (see docs/grape.md)."""
+
+    model: str | None = _f(None, "target (base) model: a local path or hub name; needed unless --mode random")
+    backend: str = _f("hf", "scoring backend: hf (transformers) or vllm", choices=("hf", "vllm"))
+    mode: str = _f("best", "best: highest mean log-prob (GRAPE); reverse: lowest (Reverse-GRAPE); "
+                           "random: random candidates (Random-k baseline, needs no model)", choices=MODES)
+    top_k: str = _f("1", "responses kept per instruction: a count, or 'all' (every candidate, ranked)")
+    top_k_column: str | None = _f(None, "per-instruction k read from this integer column (e.g. n_original, the "
+                                        "UltraInteract-style 'original count'); overrides --top-k")
+    template: str = _f(DEFAULT_TEMPLATE, "prompt template; must contain {instruction} and end with {response}")
+    chat_template: bool = _f(False, "format the prompt with the tokenizer's chat template instead of --template")
+    bos: str = _f("auto", "BOS handling: auto (the tokenizer's own add_special_tokens behaviour; a BOS/EOS token "
+                          "is prepended only when the prompt would be empty), always, never", choices=BOS_CHOICES)
+    score_eos: bool = _f(False, "append the EOS token to every response and score it too")
+    max_batch_tokens: int = _f(4096, "token budget of one forward pass (rows x padded length, cached prompt "
+                                     "included)")
+    prefix_reuse: bool = _f(True, "encode each prompt once and reuse its KV cache for all its candidates")
+    dtype: str = _f("float32", "model dtype (auto = the checkpoint's)", choices=DTYPES)
+    device: str | None = _f(None, "torch device (default: cuda if available, else cpu; the accelerate process's "
+                                  "device under accelerate launch)")
+    trust_remote_code: bool = _f(False, "allow custom model code from the checkpoint")
+    seed: int = _f(0, "seed of --mode random")
+    shard_size: int = _f(64, "instructions per score shard (the unit of resuming and of multi-process sharding)")
+    work_dir: str | None = _f(None, "folder for score shards (default: OUTPUT.work); rerunning resumes from it")
+    max_shards: int | None = _f(None, "compute at most this many new shards, then stop (time-boxed jobs, tests)")
+    progress: bool = _f(True, "show a progress bar with tokens/s")
+    tensor_parallel_size: int = _f(1, "vllm: tensor-parallel GPUs")
+    gpu_memory_utilization: float = _f(0.9, "vllm: fraction of GPU memory to use")
+    max_model_len: int | None = _f(None, "vllm: maximum sequence length (default: the model's)")
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"backend must be 'hf' or 'vllm', got {self.backend!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self.top_k = str(self.top_k).strip().lower()
+        if self.top_k != "all":
+            try:
+                k = int(self.top_k)
+            except ValueError:
+                raise ValueError(f"top_k must be a positive integer or 'all', got {self.top_k!r}") from None
+            if k < 1:
+                raise ValueError(f"top_k must be at least 1, got {k}")
+        if "{instruction}" not in self.template:
+            raise ValueError("template must contain {instruction}")
+        if self.template.count("{response}") != 1 or not self.template.endswith("{response}"):
+            raise ValueError("template must contain {response} exactly once, at its very end")
+        if self.bos not in BOS_CHOICES:
+            raise ValueError(f"bos must be one of {', '.join(BOS_CHOICES)}, got {self.bos!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("max_batch_tokens", "shard_size", "tensor_parallel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_shards is not None and self.max_shards < 0:
+            raise ValueError(f"max_shards must be >= 0, got {self.max_shards}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.mode != "random" and not self.model:
+            raise ValueError("model is required unless mode is 'random'")
+
+    def k_for(self, row: dict[str, Any], n_candidates: int) -> int:
+        """How many candidates to keep for one instruction."""
+        if self.top_k_column is not None:
+            value = row.get(self.top_k_column)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"field {self.top_k_column!r}: expected a non-negative integer, got {value!r}")
+            return min(value, n_candidates)
+        return n_candidates if self.top_k == "all" else min(int(self.top_k), n_candidates)
+
+    def scoring_fingerprint(self) -> dict[str, Any]:
+        """The settings that change scores (a work dir made with other settings is refused)."""
+        return {k: getattr(self, k) for k in ("model", "template", "chat_template", "bos", "score_eos", "dtype",
+                                              "shard_size")}
+
+
+# -- dataclass <-> argparse ---------------------------------------------------------------------
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(underlying type, optional?) of an annotation like ``int | None``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser | Any, cls: type, *, skip: tuple[str, ...] = (),
+                            required: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` option per dataclass field (bools get ``--x/--no-x``)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp, _ = _base_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
+        if tp is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            kwargs.update(type=tp, default=f.default, metavar=f.name.upper())
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+                kwargs.pop("metavar")
+            if f.name in required:
+                kwargs["required"] = True
+        if f.default is not None and tp is not bool:
+            kwargs["help"] = f"{help_text} (default: %(default)s)".replace("\n", "\\n")
+        parser.add_argument(flag, **kwargs)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)

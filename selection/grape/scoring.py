@@ -1,0 +1,143 @@
+"""Score a whole pool: backends by name, shards, resuming, multi-process sharding, progress.
+
+Backends are looked up in :data:`BACKENDS` ("module:class", imported on use)
+so the vLLM module is only imported when asked for. Every backend receives
+the same token ids (``prompting.encode_group``), which is why their scores
+agree up to kernel numerics.
+
+Multi-GPU (transformers backend): run the same command under
+``accelerate launch --num_processes N -m selection.cli grape ...``. Each
+process scores the shards ``i`` with ``i % N == rank`` on its own device and
+writes them to the shared work dir; after a barrier, rank 0 reads every shard
+and writes the outputs. Resuming works the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from selection.grape.config import GrapeConfig
+from selection.grape.prompting import EncodedGroup, encode_group
+from selection.grape.scoring_hf import TokenScore
+from selection.grape.shards import ShardStore, model_identity, pool_digest
+from selection.io import Pool
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = {
+    "hf": "selection.grape.scoring_hf:HFScorer",
+    "vllm": "selection.grape.scoring_vllm:VLLMScorer",
+}
+
+
+@dataclass
+class ScoreRun:
+    """Scores per instruction and candidate (None when the run stopped early), and what was done."""
+
+    scores: list[list[TokenScore]] | None
+    shards_total: int
+    shards_computed: list[int] = field(default_factory=list)
+    shards_reused: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.scores is not None
+
+
+@dataclass
+class ProcessInfo:
+    rank: int = 0
+    world: int = 1
+    device: str | None = None
+    barrier: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def process_info(config: GrapeConfig) -> ProcessInfo:
+    """This process's rank under ``accelerate launch`` (plain single process otherwise)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return ProcessInfo(device=config.device)
+    from accelerate import PartialState
+
+    state = PartialState()
+    return ProcessInfo(state.process_index, state.num_processes, config.device or str(state.device),
+                       state.wait_for_everyone)
+
+
+def load_tokenizer(config: GrapeConfig):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+
+
+def load_scorer(config: GrapeConfig, device: str | None):
+    module, cls = BACKENDS[config.backend].split(":")
+    scorer_cls = getattr(importlib.import_module(module), cls)
+    return scorer_cls.from_pretrained(
+        config.model, dtype=config.dtype, device=device, trust_remote_code=config.trust_remote_code,
+        max_batch_tokens=config.max_batch_tokens, prefix_reuse=config.prefix_reuse,
+        tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
+        max_model_len=config.max_model_len,
+    )
+
+
+def encode_range(tokenizer: Any, pool: Pool, config: GrapeConfig, start: int, stop: int) -> list[EncodedGroup]:
+    return [
+        encode_group(tokenizer, e.instruction, e.responses, template=config.template,
+                     chat_template=config.chat_template, bos=config.bos, score_eos=config.score_eos)
+        for e in pool.entries[start:stop]
+    ]
+
+
+def score_pool(pool: Pool, config: GrapeConfig, *, work_dir: str | os.PathLike | None = None,
+               scorer: Any = None, tokenizer: Any = None, proc: ProcessInfo | None = None) -> ScoreRun:
+    """Score every candidate of ``pool``, resuming from the shards already in ``work_dir``.
+
+    ``scorer``/``tokenizer`` may be passed in (tests, benchmarks, notebooks that
+    score several pools with one model); otherwise they are loaded from
+    ``config.model`` only when some shard is left to compute.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    proc = proc or process_info(config)
+    fingerprint = {**config.scoring_fingerprint(), "model": model_identity(config.model), "pool": pool_digest(pool)}
+    store = ShardStore(work_dir, n_groups=len(pool.entries), shard_size=config.shard_size, fingerprint=fingerprint)
+    mine = [i for i in range(store.n_shards) if i % proc.world == proc.rank]
+    pending = [i for i in mine if not store.done(i)]
+    run = ScoreRun(None, store.n_shards, shards_reused=len(mine) - len(pending))
+    if run.shards_reused:
+        logger.info("resuming: %d of %d shard(s) already scored in %s", run.shards_reused, len(mine), work_dir)
+    if config.max_shards is not None:
+        pending = pending[: config.max_shards]
+    if pending:
+        tokenizer = tokenizer or load_tokenizer(config)
+        scorer = scorer or load_scorer(config, proc.device)
+        t0 = time.perf_counter()
+        with tqdm(desc=f"grape[{proc.rank}]" if proc.world > 1 else "grape", unit="tok", unit_scale=True,
+                  disable=not config.progress, dynamic_ncols=True) as bar:
+            for n, i in enumerate(pending, start=1):
+                start, stop = store.bounds(i)
+                groups = encode_range(tokenizer, pool, config, start, stop)
+                store.write(i, scorer.score(groups, progress=bar.update))
+                run.shards_computed.append(i)
+                run.tokens += sum(g.n_tokens for g in groups)
+                bar.set_postfix_str(f"shard {n}/{len(pending)}")
+        run.seconds = time.perf_counter() - t0
+        logger.info("scored %d shard(s), %d tokens in %.1fs (%.0f tok/s)", len(pending), run.tokens, run.seconds,
+                    run.tokens / max(run.seconds, 1e-9))
+    if proc.barrier is not None:
+        proc.barrier()
+    if all(store.done(i) for i in range(store.n_shards)):
+        run.scores = [row for i in range(store.n_shards) for row in store.read(i)]
+    return run

@@ -1,0 +1,1 @@
+"""TRL-based trainers (GRPO with the execution reward, SFT on selected data)."""

@@ -1,0 +1,178 @@
+"""Training datasets: GRPO prompts from families or item files, SFT rows from selections or traces.
+
+GRPO rows carry ``prompt`` (text, or one user message when ``chat``), ``answer``
+(the gold set as canonical JSON text, so items of different families share one
+Arrow column; :func:`training.rewards.decode_gold` reads it back), ``family``
+(the reward's scorer dispatch key) and ``id``. Prompt generation is
+deterministic: each mix entry gets a seed derived from the run seed, its family,
+level and variant, and the number of prompts per entry is a largest-remainder
+split of ``n`` by weight.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from cf_tasks.jsonl import dumps, iter_jsonl
+from cf_tasks.seeding import derive_seed
+
+from training.config import FamilySpec, PromptData, SFTData
+
+logger = logging.getLogger(__name__)
+
+# Column pairs recognised in SFT files, in order of preference (GRAPE/BIDS selections use
+# instruction/response; TRL-style and collected traces use prompt/completion; Alpaca uses output).
+SFT_COLUMN_PAIRS: tuple[tuple[str, str], ...] = (
+    ("prompt", "completion"),
+    ("instruction", "response"),
+    ("instruction", "output"),
+    ("question", "response"),
+)
+
+
+def split_counts(n: int, weights: Sequence[float]) -> list[int]:
+    """Largest-remainder split of ``n`` by ``weights`` (deterministic; ties go to the earlier entry)."""
+    total = float(sum(weights))
+    exact = [n * w / total for w in weights]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def generate_family_items(spec: FamilySpec, n: int, seed: int, *, executor: Any = None) -> list[dict]:
+    """``n`` items of one mix entry, generated with the family plugin."""
+    from plugins.registry import FAMILIES
+
+    family = FAMILIES.get(spec.family)
+    level = spec.level or getattr(family, "default_level", None)
+    config = family.config(level, **spec.overrides)
+    entry_seed = derive_seed("training", seed, spec.family, level, spec.variant)
+    result = family.generate_items(variant=spec.variant, n=n, seed=entry_seed, config=config, level=level,
+                                   executor=executor)
+    items = list(result.items)
+    if len(items) < n:
+        logger.warning("family %s level %s produced %d of %d items (report: %s)", spec.family, level, len(items),
+                       n, result.report)
+    return items
+
+
+def item_to_prompt_row(item: Mapping[str, Any], *, chat: bool, system_prompt: str | None,
+                       where: str = "item") -> dict:
+    """One GRPO row from a generated item (or an item read from JSONL)."""
+    for key in ("prompt", "answer"):
+        if key not in item:
+            raise ValueError(f"{where}: missing field {key!r} (GRPO items need prompt and answer)")
+    prompt = item["prompt"]
+    if not isinstance(prompt, str):
+        raise ValueError(f"{where}: field 'prompt' must be a string")
+    return {
+        "prompt": as_messages(prompt, system_prompt) if chat else prompt,
+        "answer": dumps(item["answer"]),
+        "family": str(item.get("family") or ""),
+        "id": str(item.get("id", "")),
+    }
+
+
+def as_messages(prompt: str, system_prompt: str | None = None) -> list[dict]:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def prompt_rows(config: PromptData, *, executor: Any = None) -> list[dict]:
+    """All GRPO rows of a run: the family mix, then the JSONL files, then a seeded shuffle."""
+    rows: list[dict] = []
+    if config.families:
+        counts = split_counts(config.n, [s.weight for s in config.families])
+        for spec, count in zip(config.families, counts):
+            if count == 0:
+                continue
+            for item in generate_family_items(spec, count, config.seed, executor=executor):
+                rows.append(item_to_prompt_row(item, chat=config.chat, system_prompt=config.system_prompt,
+                                               where=f"family {spec.family} item {item.get('id')}"))
+    for path in config.jsonl:
+        for lineno, item in iter_jsonl(path):
+            rows.append(item_to_prompt_row(item, chat=config.chat, system_prompt=config.system_prompt,
+                                           where=f"{path}:{lineno}"))
+    if not rows:
+        raise ValueError("no training prompts: the family mix and the JSONL files gave no items")
+    if config.shuffle:
+        random.Random(derive_seed("training-shuffle", config.seed)).shuffle(rows)
+    return rows
+
+
+def detect_columns(row: Mapping[str, Any], prompt_field: str | None, completion_field: str | None,
+                   where: str) -> tuple[str, str]:
+    """The prompt and completion columns of an SFT file (explicit, or the first known pair present)."""
+    if prompt_field or completion_field:
+        if not (prompt_field and completion_field):
+            raise ValueError("data.prompt_field and data.completion_field must be given together")
+        for key in (prompt_field, completion_field):
+            if key not in row:
+                raise ValueError(f"{where}: missing column {key!r}")
+        return prompt_field, completion_field
+    for pair in SFT_COLUMN_PAIRS:
+        if all(k in row for k in pair):
+            return pair
+    known = ", ".join("/".join(p) for p in SFT_COLUMN_PAIRS)
+    raise ValueError(f"{where}: no known prompt/completion columns (looked for {known}); "
+                     f"columns present: {', '.join(sorted(row))}; set data.prompt_field and data.completion_field")
+
+
+def _text(value: Any, column: str, where: str) -> str:
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]  # a one-element response list (GRAPE pools keep lists of responses)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: column {column!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def sft_rows(config: SFTData) -> list[dict]:
+    """Prompt-completion rows from the configured JSONL files."""
+    rows: list[dict] = []
+    for path in config.files:
+        columns = None
+        for lineno, row in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            if columns is None:
+                columns = detect_columns(row, config.prompt_field, config.completion_field, where)
+            p_col, c_col = columns
+            if p_col not in row or c_col not in row:
+                raise ValueError(f"{where}: missing column {p_col if p_col not in row else c_col!r}")
+            prompt = _text(row[p_col], p_col, where)
+            if p_col == "instruction" and isinstance(row.get("input"), str) and row["input"].strip():
+                prompt = f"{prompt}\n\n{row['input']}"  # Alpaca-style rows keep their input
+            completion = _text(row[c_col], c_col, where)
+            if not completion.strip():
+                raise ValueError(f"{where}: empty completion in column {c_col!r}")
+            if config.chat:
+                rows.append({"prompt": as_messages(prompt, config.system_prompt),
+                             "completion": [{"role": "assistant", "content": completion}]})
+            else:
+                rows.append({"prompt": prompt, "completion": completion})
+    if not rows:
+        raise ValueError(f"no SFT rows in {', '.join(map(str, config.files))}")
+    if config.shuffle:
+        random.Random(derive_seed("sft-shuffle", config.seed)).shuffle(rows)
+    if config.max_rows is not None:
+        rows = rows[: config.max_rows]
+    return rows
+
+
+def to_dataset(rows: Iterable[dict]):
+    """A ``datasets.Dataset`` from rows (imported lazily: datasets is heavy)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(list(rows))
+
+
+def existing_path(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    return p

@@ -1,0 +1,122 @@
+"""After training: lm-eval on ``executable_cf`` for the saved checkpoint, and the before/after table.
+
+Runs in-process through ``lm_eval.simple_evaluate`` with an ``HFLM`` (so a
+training job needs no second command) and writes, under ``OUTPUT_DIR/eval/``::
+
+    before.json, after.json          lm-eval "results" (+ n-samples, versions, config) per model
+    samples_{before,after}.jsonl     the per-item records (``cf-train collect`` reads these too)
+    table.md, table.json             metric | before | after | delta, one row per task and metric
+
+The tasks come from the package's task folder (``cf_tasks/tasks``) plus an
+optional ``include_path``; a run can name any lm-eval task.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from cf_tasks.jsonl import atomic_write, write_json, write_jsonl
+
+from training.config import EvalSpec
+from training.runtime import jsonable
+
+logger = logging.getLogger(__name__)
+
+
+def task_manager(include_path: str | None = None):
+    """A TaskManager that sees our packaged task YAMLs (and an optional extra folder)."""
+    import cf_tasks
+    from lm_eval.tasks import TaskManager
+
+    paths = [str(Path(cf_tasks.__file__).parent / "tasks")]
+    if include_path:
+        paths.append(str(include_path))
+    return TaskManager(include_path=paths)
+
+
+def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any]:
+    """lm-eval results of one model directory (or hub id) on ``spec.tasks``."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(model), batch_size=spec.batch_size)
+    gen_kwargs = {"max_gen_toks": spec.max_gen_toks} if spec.max_gen_toks else None
+    results = simple_evaluate(
+        model=lm, tasks=list(spec.tasks), task_manager=task_manager(spec.include_path), limit=spec.limit,
+        apply_chat_template=spec.apply_chat_template, gen_kwargs=gen_kwargs, log_samples=True,
+        bootstrap_iters=0, random_seed=spec.seed, numpy_random_seed=spec.seed, torch_random_seed=spec.seed,
+        fewshot_random_seed=spec.seed,
+    )
+    if results is None:  # non-zero ranks of a distributed run
+        return {}
+    return results
+
+
+def write_results(results: Mapping[str, Any], out_dir: Path, label: str) -> Path:
+    """``{label}.json`` (aggregates) and ``samples_{label}.jsonl`` (per item) under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {key: jsonable(results.get(key)) for key in ("results", "groups", "n-samples", "versions", "config")
+               if key in results}
+    path = out_dir / f"{label}.json"
+    write_json(path, summary)
+    samples = results.get("samples") or {}
+    rows = []
+    for task in sorted(samples):
+        for record in samples[task]:
+            rows.append({"task": task, **jsonable(record)})
+    write_jsonl(out_dir / f"samples_{label}.jsonl", rows)
+    return path
+
+
+def metric_rows(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[dict]:
+    """One row per (task, metric) present in ``after`` (stderr and alias entries left out)."""
+    rows = []
+    after_results = after.get("results", {})
+    before_results = (before or {}).get("results", {})
+    for task in sorted(after_results):
+        for key, value in sorted(after_results[task].items()):
+            if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            old = before_results.get(task, {}).get(key)
+            old = old if isinstance(old, (int, float)) and not isinstance(old, bool) else None
+            rows.append({"task": task, "metric": key.split(",")[0], "filter": key.partition(",")[2] or "none",
+                         "before": old, "after": float(value),
+                         "delta": None if old is None else float(value) - float(old)})
+    return rows
+
+
+def format_table(rows: list[dict], before_name: str = "before", after_name: str = "after") -> str:
+    """A Markdown table (percentages, as the paper reports EM and F1)."""
+
+    def pct(x: float | None) -> str:
+        return "" if x is None else f"{100.0 * x:.1f}"
+
+    lines = [f"| task | metric | {before_name} | {after_name} | delta |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        delta = "" if r["delta"] is None else f"{100.0 * r['delta']:+.1f}"
+        lines.append(f"| {r['task']} | {r['metric']} | {pct(r['before'])} | {pct(r['after'])} | {delta} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_before_after(baseline: str | Path | None, trained: str | Path, spec: EvalSpec,
+                          out_dir: str | Path) -> Path:
+    """Evaluate the trained model (and the starting model when ``spec.baseline``); write results and table."""
+    out_dir = Path(out_dir)
+    before = None
+    if baseline is not None and spec.baseline:
+        logger.info("evaluating the starting model %s on %s", baseline, ", ".join(spec.tasks))
+        before = evaluate_model(baseline, spec)
+        write_results(before, out_dir, "before")
+    logger.info("evaluating the trained model %s on %s", trained, ", ".join(spec.tasks))
+    after = evaluate_model(trained, spec)
+    write_results(after, out_dir, "after")
+    rows = metric_rows(before, after)
+    write_json(out_dir / "table.json", {"before_model": None if before is None else str(baseline),
+                                        "after_model": str(trained), "rows": jsonable(rows)})
+    table = format_table(rows)
+    with atomic_write(out_dir / "table.md") as handle:
+        handle.write(table)
+    logger.info("before/after:\n%s", table)
+    return out_dir
