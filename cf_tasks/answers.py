@@ -29,6 +29,7 @@ MAX_BOX_CHARS = 4096  # a final answer longer than this is not an answer
 MAX_ELEMENTS = 256
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE_RE = re.compile(r"[{}]")
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _FINAL_RE = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*([^\n]*)", re.I)
 _TOKEN_RE = re.compile(
@@ -58,15 +59,10 @@ def last_boxed(text: str) -> str | None:
         last = _BOX_RE.match(text, pos)
     start = last.end()
     depth = 1
-    stop = min(len(text), start + MAX_BOX_CHARS)
-    for pos in range(start, stop):
-        char = text[pos]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:pos]
+    for brace in _BRACE_RE.finditer(text, start, min(len(text), start + MAX_BOX_CHARS)):
+        depth += 1 if brace.group() == "{" else -1
+        if depth == 0:
+            return text[start:brace.start()]
     return None
 
 
@@ -108,10 +104,12 @@ def canonical_set(values: Iterable[Any]) -> frozenset:
 
 
 def _number(token: str) -> Value:
+    if len(token) > MAX_DIGITS:
+        if sum(ch.isdigit() for ch in token) > MAX_DIGITS:
+            return UNMATCHABLE
+    if token.isdigit() or (token[0] == "-" and token[1:].isdigit()):
+        return ("num", int(token))  # the common case, kept cheap
     token = token.replace("\u2212", "-").replace(" ", "")
-    digits = sum(ch.isdigit() for ch in token)
-    if digits > MAX_DIGITS:
-        return UNMATCHABLE
     if "/" in token:
         num, den = token.split("/")
         if int(den) == 0:
@@ -126,21 +124,22 @@ def parse_elements(span: str) -> frozenset | None:
     """Values in an answer span; ``None`` when it holds no value at all."""
     if len(span) > MAX_BOX_CHARS:
         return None
+    tokens = _TOKEN_RE.findall(span)
+    if not tokens:
+        return None
+    if len(tokens) > MAX_ELEMENTS:
+        return frozenset({UNMATCHABLE})
     values = set()
-    for i, match in enumerate(_TOKEN_RE.finditer(span)):
-        if i >= MAX_ELEMENTS:
-            return frozenset({UNMATCHABLE})
-        kind = match.lastgroup
-        token = match.group(kind)
-        if kind == "num":
-            values.add(_number(token))
-        elif kind == "str":
-            values.add(("str", token[1:-1]))
-        elif token == "None":
+    for quoted, number, const in tokens:
+        if number:
+            values.add(_number(number))
+        elif quoted:
+            values.add(("str", quoted[1:-1]))
+        elif const == "None":
             values.add(("none", None))
         else:
-            values.add(("bool", token == "True"))
-    return frozenset(values) if values else None
+            values.add(("bool", const == "True"))
+    return frozenset(values)
 
 
 def parse_answer_set(text: str) -> frozenset | None:

@@ -37,6 +37,7 @@ import logging
 import re
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ DEFAULT_WINDOW = 512
 """Items proposing candidates concurrently; one executor call runs one candidate per pending item."""
 
 
+PIPELINE_DEPTH = 2
+"""Executor batches in flight: one executes while the next is composed."""
 DEFAULT_PROGRAMS_PER_JOB = 32
 """Candidates packed into one executor job (see :func:`run_candidates`)."""
 
@@ -82,6 +85,7 @@ class _ItemState:
     index: int
     rng: Any
     drawn: int = 0
+    in_flight: bool = False  # a drawn candidate is still being executed
     buffer: deque = field(default_factory=deque)  # evaluated candidates, in draw order
 
     def waiting_for_candidate(self) -> bool:
@@ -281,31 +285,43 @@ def generate_code_items(family: CodeFamily, *, variant: str, n: int, seed: int, 
     rounds = runs = 0
     t_propose = t_execute = t_decide = 0.0
     config_dict = config.to_dict()
+    batch_cap = max(1, window // PIPELINE_DEPTH)
+    inflight: deque = deque()
+    runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cf-generate")
     start = time.perf_counter()
     try:
         while len(items) < n:
             while next_new < n and next_new < len(items) + window:
                 states[next_new] = _ItemState(next_new, item_rng(family.name, family.version, seed, next_new))
                 next_new += 1
+            # Propose for items that need a candidate and have none executing; the batch
+            # runs in the background while the next one is composed (double buffering).
             t0 = time.perf_counter()
             batch: list[tuple[_ItemState, Candidate]] = []
             for idx in sorted(states):
                 st = states[idx]
-                if st.waiting_for_candidate() and st.drawn < config.max_attempts:
+                if len(batch) >= batch_cap:
+                    break
+                if not st.in_flight and st.waiting_for_candidate() and st.drawn < config.max_attempts:
                     st.drawn += 1
+                    st.in_flight = True
                     batch.append((st, propose(family, st.rng, config)))
-            t1 = time.perf_counter()
             if batch:
-                cands = [c for _, c in batch]
-                outputs = run_candidates(cands, executor, programs_per_job)
+                inflight.append((batch, runner.submit(run_candidates, [c for _, c in batch], executor,
+                                                      programs_per_job)))
                 rounds += 1
-                for (st, cand), (observed, intervened) in zip(batch, outputs):
+            t1 = time.perf_counter()
+            t_propose += t1 - t0
+            if inflight and (len(inflight) >= PIPELINE_DEPTH or not batch):
+                done, future = inflight.popleft()
+                outputs = future.result()
+                for (st, cand), (observed, intervened) in zip(done, outputs):
                     runs += 2 * len(cand.assignments)
                     evaluate(cand, observed, intervened, config.max_abs_value)
                     st.buffer.append(cand)
-                t_execute += time.perf_counter() - t1
+                    st.in_flight = False
             t2 = time.perf_counter()
-            t_propose += t1 - t0
+            t_execute += t2 - t1
             # Decide in index order, consuming each item's candidates in draw order.
             while len(items) < n and len(items) in states:
                 st = states[len(items)]
@@ -323,7 +339,7 @@ def generate_code_items(family: CodeFamily, *, variant: str, n: int, seed: int, 
                     accepted = cand
                     break
                 if accepted is None:
-                    if st.drawn >= config.max_attempts:
+                    if st.drawn >= config.max_attempts and not st.in_flight:
                         raise GenerationError(
                             f"family {family.name!r}: item {st.index} (seed {seed}) found no acceptable program in "
                             f"{config.max_attempts} attempts (max_attempts); rejections so far: {rejected}. "
@@ -336,6 +352,7 @@ def generate_code_items(family: CodeFamily, *, variant: str, n: int, seed: int, 
                     bar.update(1)
             t_decide += time.perf_counter() - t2
     finally:
+        runner.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start

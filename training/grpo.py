@@ -91,39 +91,42 @@ class GRPOTrainerPlugin:
     def load_config(self, path: str | Path, overrides: list[str] | None = None) -> GRPORunConfig:
         return load_run_config(GRPORunConfig, path, overrides)
 
-    def train(self, config: GRPORunConfig) -> Path:
-        """Train, save ``final/``, write the run record; evaluate when ``evaluate.enabled``. Returns the run dir."""
+    def build_trainer(self, config: GRPORunConfig):
+        """The configured ``trl.GRPOTrainer`` (prompts generated, rewards resolved); ``train`` runs it."""
         from trl import GRPOTrainer
 
         from training.data import prompt_rows, to_dataset
 
-        output_dir = Path(config.output_dir)
         args = grpo_arguments(config)
         funcs = reward_functions(config)
-        resume = resolve_resume(config.resume_from_checkpoint, output_dir)
-        write_config_copy(config, output_dir)
-
-        started = time.monotonic()
         rows = prompt_rows(config.data)
         logger.info("GRPO on %d prompts from %s", len(rows),
                     ", ".join(f"{s.family}/{s.level or 'default'}" for s in config.data.families) or "JSONL")
-        trainer = GRPOTrainer(
+        return GRPOTrainer(
             model=config.model,
             reward_funcs=funcs,
             args=args,
             train_dataset=to_dataset(rows),
             peft_config=config.lora.to_peft() if config.lora else None,
         )
+
+    def train(self, config: GRPORunConfig) -> Path:
+        """Train, save ``final/``, write the run record; evaluate when ``evaluate.enabled``. Returns the run dir."""
+        output_dir = Path(config.output_dir)
+        resume = resolve_resume(config.resume_from_checkpoint, output_dir)
+        started = time.monotonic()
+        trainer = self.build_trainer(config)
+        write_config_copy(config, output_dir)
         trainer.train(resume_from_checkpoint=resume)
         final = save_final(trainer, output_dir, config.lora)
         write_run_record(trainer, output_dir, {
-            "trainer": self.name, "prompts": len(rows), "final_model": str(final),
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            "num_generations": args.num_generations, "resumed_from": resume,
+            "trainer": self.name, "prompts": len(trainer.train_dataset), "final_model": str(final),
+            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+            "num_generations": trainer.args.num_generations, "resumed_from": resume,
             "train_seconds": round(time.monotonic() - started, 3),
         })
         main_process = trainer.accelerator.is_main_process
-        del trainer  # free the policy (and vLLM engine) before evaluation loads the checkpoint
+        del trainer  # free the policy (and a colocated vLLM engine) before evaluation loads the checkpoint
         gc.collect()
         if config.evaluate.enabled and main_process:
             from training.evaluate import evaluate_before_after

@@ -43,31 +43,34 @@ class SFTTrainerPlugin:
     def load_config(self, path: str | Path, overrides: list[str] | None = None) -> SFTRunConfig:
         return load_run_config(SFTRunConfig, path, overrides)
 
-    def train(self, config: SFTRunConfig) -> Path:
-        """Train, save ``final/``, write the run record; evaluate when ``evaluate.enabled``. Returns the run dir."""
+    def build_trainer(self, config: SFTRunConfig):
+        """The configured ``trl.SFTTrainer`` (rows loaded); ``train`` runs it."""
         from trl import SFTTrainer
 
         from training.data import sft_rows, to_dataset
 
-        output_dir = Path(config.output_dir)
         args = sft_arguments(config)
-        resume = resolve_resume(config.resume_from_checkpoint, output_dir)
-        write_config_copy(config, output_dir)
-
-        started = time.monotonic()
         rows = sft_rows(config.data)
         logger.info("SFT on %d prompt-completion rows from %s", len(rows), ", ".join(config.data.files))
-        trainer = SFTTrainer(
+        return SFTTrainer(
             model=config.model,
             args=args,
             train_dataset=to_dataset(rows),
             peft_config=config.lora.to_peft() if config.lora else None,
         )
+
+    def train(self, config: SFTRunConfig) -> Path:
+        """Train, save ``final/``, write the run record; evaluate when ``evaluate.enabled``. Returns the run dir."""
+        output_dir = Path(config.output_dir)
+        resume = resolve_resume(config.resume_from_checkpoint, output_dir)
+        started = time.monotonic()
+        trainer = self.build_trainer(config)
+        write_config_copy(config, output_dir)
         trainer.train(resume_from_checkpoint=resume)
         final = save_final(trainer, output_dir, config.lora)
         write_run_record(trainer, output_dir, {
-            "trainer": self.name, "rows": len(rows), "final_model": str(final), "resumed_from": resume,
-            "train_seconds": round(time.monotonic() - started, 3),
+            "trainer": self.name, "rows": len(trainer.train_dataset), "final_model": str(final),
+            "resumed_from": resume, "train_seconds": round(time.monotonic() - started, 3),
         })
         main_process = trainer.accelerator.is_main_process
         del trainer

@@ -229,7 +229,7 @@ def _runs_table(runs: Sequence[Run]) -> T.Table:
                 run.label,
                 run.model or "—",
                 args or "—",
-                "—" if limit is None else str(limit),
+                "—" if limit is None else (str(int(limit)) if float(limit).is_integer() and limit >= 1 else str(limit)),
                 str(len(set(run.tasks) | set(run.samples))),
                 str(sum(len(v) for v in run.samples.values())),
                 run.path,

@@ -431,7 +431,8 @@ def _load_folder(folder: _Folder, label: str | None) -> Run:
             config = data["config"]
         lim = config.get("limit")
         if lim is not None:
-            warnings.append(f"{path.name}: run with --limit {lim} (partial run)")
+            shown = int(lim) if isinstance(lim, float) and lim.is_integer() and lim >= 1 else lim
+            warnings.append(f"{path.name}: run with --limit {shown} (partial run)")
     # Samples: for each task the file from the same invocation as its results, else the newest.
     by_task: dict[str, list[tuple[str, Path]]] = {}
     for task, ts, path in folder.samples:

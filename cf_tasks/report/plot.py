@@ -76,6 +76,17 @@ def _save(fig, path: str | os.PathLike, rects: list[tuple[Any, dict]]) -> Figure
     return Figure(str(path), width, height, bars)
 
 
+def _finish(fig, title: str, handles, labels) -> None:
+    """Title top-left, legend top-right, panels packed below with a fixed header height."""
+    header_in = 0.45
+    top = 1 - header_in / fig.get_figheight()
+    fig.suptitle(title, fontsize=11, x=0.01, y=1 - 0.08 / fig.get_figheight(), ha="left", va="top")
+    if handles:
+        fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.995, 1 - 0.04 / fig.get_figheight()),
+                   ncols=min(len(labels), 4), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, top))
+
+
 def plot_cf_vs_int(
     summary: Sequence[dict[str, Any]],
     path: str | os.PathLike,
@@ -98,10 +109,10 @@ def plot_cf_vs_int(
     if not families or not runs:
         raise ValueError("summary: nothing to plot (no family/run with scores)")
     index = {(r["run"], r["family"]): r for r in summary}
-    ncols = min(len(families), 3)
+    ncols = min(len(families), 5)
     nrows = math.ceil(len(families) / ncols)
-    panel_w = max(3.2, 0.9 * len(runs) + 1.2)
-    fig = _figure(panel_w * ncols, 3.2 * nrows + 0.6, dpi)
+    panel_w = max(2.8, 0.9 * len(runs) + 1.0)
+    fig = _figure(panel_w * ncols, 3.0 * nrows + 0.7, dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     rects: list[tuple[Any, dict]] = []
     width = 0.38
@@ -134,15 +145,8 @@ def plot_cf_vs_int(
         axes[k // ncols][k % ncols].set_visible(False)
     from matplotlib.patches import Patch
 
-    fig.legend(
-        handles=[Patch(color=COLORS[v], label=LABELS[v]) for v in COLORS],
-        loc="upper right",
-        ncols=2,
-        fontsize=8,
-        frameon=False,
-    )
-    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    handles = [Patch(color=COLORS[v], label=LABELS[v]) for v in COLORS]
+    _finish(fig, title, handles, [LABELS[v] for v in COLORS])
     return _save(fig, path, rects)
 
 
@@ -161,9 +165,9 @@ def plot_breakdown(
 
     families = order_families({r["family"] for r in rows})
     runs = list(dict.fromkeys(r["run"] for r in rows))
-    ncols = min(len(families), 3)
+    ncols = min(len(families), 5)
     nrows = math.ceil(len(families) / ncols)
-    fig = _figure(3.6 * ncols, 3.0 * nrows + 0.5, dpi)
+    fig = _figure(3.2 * ncols, 3.0 * nrows + 0.5, dpi)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, family in enumerate(families):
         ax = axes[k // ncols][k % ncols]
@@ -183,8 +187,5 @@ def plot_breakdown(
     for k in range(len(families), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper right", fontsize=8, frameon=False, ncols=min(len(runs), 4))
-    fig.suptitle(f"{variant.capitalize()} exact match by {field_name}", fontsize=11, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    _finish(fig, f"{variant.capitalize()} exact match by {field_name}", handles, labels)
     return _save(fig, path, [])

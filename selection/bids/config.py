@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -239,13 +240,14 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
             continue
         flag = "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
-        args = typing.get_args(kind)
-        base = [a for a in args if a is not type(None)] if args else [kind]
+        is_union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+        base = [a for a in typing.get_args(kind) if a is not type(None)] if is_union else [kind]
         origin = typing.get_origin(base[0]) if len(base) == 1 else None
         if kind is bool or base == [bool]:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif origin is list:
             kwargs["nargs"] = "+"
+            kwargs["action"] = "extend"  # --val a=x b=y and --val a=x --val b=y both work
             (item,) = typing.get_args(base[0])
             kwargs["type"] = item
         elif typing.get_origin(kind) is Literal:

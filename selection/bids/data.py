@@ -26,6 +26,9 @@ from selection.bids.config import DataConfig
 logger = logging.getLogger(__name__)
 
 IGNORE = -100
+# Rows written by GRAPE / ``selection.io`` carry ``instruction`` and ``response``; accepted when the
+# configured prompt/completion columns are absent.
+FALLBACK_FIELDS = ("instruction", "response")
 
 
 @dataclass
@@ -43,21 +46,24 @@ def encode_row(row: dict[str, Any], tokenizer, config: DataConfig, *, where: str
     messages = row.get(config.messages_field)
     if messages is not None:
         return _truncate(_encode_messages(messages, tokenizer, where, config.messages_field), config.max_length)
-    if config.prompt_field in row and config.completion_field in row:
-        prompt, completion = row[config.prompt_field], row[config.completion_field]
-        for name, value in ((config.prompt_field, prompt), (config.completion_field, completion)):
-            if not isinstance(value, str):
-                raise ValueError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
-        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        if tokenizer.eos_token_id is not None:
-            completion_ids = completion_ids + [tokenizer.eos_token_id]
-        enc = Encoded(prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids)
-        return _truncate(enc, config.max_length)
-    raise ValueError(
-        f"{where}: row needs a {config.messages_field!r} list or both {config.prompt_field!r} and "
-        f"{config.completion_field!r} fields; it has {sorted(row)}"
-    )
+    for prompt_field, completion_field in ((config.prompt_field, config.completion_field), FALLBACK_FIELDS):
+        if prompt_field in row and completion_field in row:
+            break
+    else:
+        raise ValueError(
+            f"{where}: row needs a {config.messages_field!r} list or both {config.prompt_field!r} and "
+            f"{config.completion_field!r} fields (or {FALLBACK_FIELDS[0]!r}/{FALLBACK_FIELDS[1]!r}); it has {sorted(row)}"
+        )
+    prompt, completion = row[prompt_field], row[completion_field]
+    for name, value in ((prompt_field, prompt), (completion_field, completion)):
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        completion_ids = completion_ids + [tokenizer.eos_token_id]
+    enc = Encoded(prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids)
+    return _truncate(enc, config.max_length)
 
 
 def _check_messages(messages: Any, where: str, field_name: str) -> None:

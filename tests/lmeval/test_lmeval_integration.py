@@ -149,3 +149,21 @@ def test_regular_wheel_ships_hook_and_task_yamls(tmp_path):
     assert "cf_tasks/tasks/code/_code_template_yaml" in names
     assert "cf_tasks/tasks/code/executable_cf_multi_r_interventional.yaml" in names
     assert not any(n.startswith("tests/") for n in names)
+
+    # Install it (no editable finder involved) and check the hook works from the installed copy.
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-3000:]
+    code = textwrap.dedent(f"""
+        import site, sys, sysconfig
+        sys.path.append(sysconfig.get_paths()["purelib"])   # lm-eval & co., without processing their .pth files
+        site.addsitedir({str(target)!r})                     # processes executable_cf_lmeval.pth
+        import cf_tasks
+        from lm_eval.tasks import TaskManager
+        tm = TaskManager(include_defaults=False)
+        print(cf_tasks.__file__.startswith({str(target)!r}), "executable_cf_while" in tm.all_tasks)
+    """)
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=ENV, timeout=120,
+                          cwd=tmp_path)
+    assert proc.stdout.strip() == "True True", proc.stderr[-3000:]

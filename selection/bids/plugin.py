@@ -1,0 +1,109 @@
+"""The ``bids`` selector plugin (entry point ``selection.bids.plugin:SELECTOR``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selection.base import Selection, Selector
+from selection.bids.config import (SUBCONFIGS, BidsConfig, SelectConfig, add_dataclass_arguments,
+                                   config_from_namespace)
+
+logger = logging.getLogger(__name__)
+
+
+class BidsSelector(Selector):
+    """BIDS: balanced influence-based selection (z-scored LESS influence + greedy), and its baselines.
+
+    Runs the LESS pipeline (LoRA warm-up, Adam-preconditioned projected gradients, influence matrix)
+    from a training pool and per-task validation sets, or selects from an existing matrix:
+    cf-select bids --influence A.npy --val-tasks tasks.json --budget 0.15 --output selected.json
+    """
+
+    name = "bids"
+    config_cls = BidsConfig
+
+    def select(self, pool: Any, config: BidsConfig | SelectConfig) -> Selection:
+        """``pool`` is an influence matrix (``np.ndarray``, train x validation) or training rows.
+
+        With a matrix, ``config`` is a :class:`SelectConfig` plus the column tasks
+        via ``config.val_tasks`` of a :class:`BidsConfig` (a JSON file path) or
+        ``select_from_matrix``. With training rows (list of dicts), the whole
+        pipeline runs with ``config`` (a :class:`BidsConfig` whose ``train`` is
+        ignored).
+        """
+        from selection.bids.pipeline import load_tasks, run_pipeline, select_from_matrix
+
+        if isinstance(pool, np.ndarray):
+            if not isinstance(config, BidsConfig) or config.val_tasks is None:
+                raise ValueError("val_tasks: selecting from a matrix needs the task of each column "
+                                 "(BidsConfig.val_tasks, or call selection.bids.pipeline.select_from_matrix)")
+            return select_from_matrix(pool, load_tasks(config.val_tasks), config.select)
+        if not isinstance(config, BidsConfig):
+            raise ValueError("the BIDS pipeline needs a BidsConfig")
+        rows = list(pool)
+        if not rows or not all(isinstance(r, dict) for r in rows):
+            raise ValueError("pool must be an influence matrix or a non-empty list of training rows (dicts)")
+        config = dataclasses.replace(config, train=config.train or "<memory>")
+        selection = run_pipeline(config, data=_data_with_rows(config, rows))
+        if selection is None:
+            raise ValueError("stages: the select stage did not run, so there is no selection to return")
+        return selection
+
+    def add_cli_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_dataclass_arguments(parser, BidsConfig)
+        titles = {"data": "data encoding", "warmup": "warm-up (LoRA)", "features": "gradient features",
+                  "select": "selection"}
+        for name, cls in SUBCONFIGS.items():
+            add_dataclass_arguments(parser.add_argument_group(titles[name]), cls)
+        parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+    def run_cli(self, args: argparse.Namespace) -> int:
+        from selection.bids.diagnostics import format_diagnostics
+        from selection.bids.pipeline import load_matrix, load_tasks, run_pipeline, select_from_matrix, write_selection
+
+        config = config_from_namespace(args)
+        progress = getattr(args, "progress", True)
+        if config.influence is not None:
+            A = load_matrix(config.influence)
+            selection = select_from_matrix(A, load_tasks(config.val_tasks), config.select, progress=progress)
+            selection.diagnostics["influence"] = str(config.influence)
+            png = write_selection(selection, config.output, plot=config.plot)
+            if config.selected_data:
+                if not config.train:
+                    raise ValueError("selected_data: writing the selected rows needs --train (the pool file)")
+                from selection.io import iter_rows, write_rows
+
+                rows = [row for _, row in iter_rows(config.train)]
+                if len(rows) != A.shape[0]:
+                    raise ValueError(f"{config.train}: {len(rows)} rows but the matrix has {A.shape[0]}")
+                write_rows(config.selected_data, (rows[i] for i in selection.indices))
+        else:
+            selection = run_pipeline(config, progress=progress)
+            if selection is None:
+                print(f"stages {', '.join(config.stages)} done in {config.work_dir}")
+                return 0
+            png = Path(config.output).with_suffix(".png") if config.plot else None
+        info = selection.diagnostics
+        print(f"{info['method']} ({'z-scored' if info['normalized'] else 'raw'} matrix): selected {info['budget']} "
+              f"of {info['pool_size']} rows -> {config.output}")
+        print(format_diagnostics(info["diagnostics"]))
+        if png is not None:
+            print(f"plot: {png}")
+        return 0
+
+
+def _data_with_rows(config: BidsConfig, rows: list[dict]):
+    """Validation sets from ``config.val``; training rows given in memory."""
+    from selection.bids.pipeline import PipelineData, load_validation
+
+    val_rows, val_tasks = load_validation(config)
+    return PipelineData(rows, val_rows, val_tasks)
+
+
+SELECTOR = BidsSelector()
