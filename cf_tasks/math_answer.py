@@ -52,6 +52,7 @@ _NUMBER = re.compile(r"(?<![0-9.])([-+]?)\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:
 _LATEX_CMD = re.compile(r"\\[A-Za-z]+")
 _ARITH_REST = re.compile(r"^(?:[\s{}()\[\]+\-*/^=×·÷]|\\(?:cdot|times|div|sqrt|frac|dfrac|tfrac|left|right))*$")
 _CURRENCY = "$€£¥₹¢"
+_BIG_POWER = re.compile(r"\^\s*\{[^}]*(?:\^|[0-9]{3})|\^\s*[0-9]{3}")
 
 
 def _normalise(span: str) -> str:
@@ -98,6 +99,8 @@ def parse_number(span: str | None, *, fallback: bool = True) -> Fraction | None:
         return None
     # Several numbers, or one inside an operator: only a pure LaTeX arithmetic expression goes on.
     latex = bool(commands) or "^" in rest
+    if _BIG_POWER.search(text):  # power towers and huge exponents are never our answers: refuse cheaply
+        return None
     if fallback and latex and "**" not in rest and _ARITH_REST.match(rest):
         return _math_verify_number(span)
     return None

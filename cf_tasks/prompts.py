@@ -21,6 +21,10 @@ def _assign(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} = {_fmt(v)}" for k, v in values.items())
 
 
+def _kwargs(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+
+
 def _domain_note(latents: Mapping[str, Any]) -> str:
     parts = []
     for name, dom in latents.items():
@@ -52,8 +56,8 @@ def build_prompt(record: Mapping[str, Any]) -> str:
     ]
     if not record.get("display_program"):
         lines += [f"The hidden value(s) {latent_names} are drawn at random: {_domain_note(latents)}.", ""]
-    call = f"{entry}({_assign(inputs)})"
-    new_call = f"{entry}({_assign(new_inputs)})"
+    call = f"{entry}({_kwargs(inputs)})"
+    new_call = f"{entry}({_kwargs(new_inputs)})"
     if record.get("variant", "counterfactual") == "interventional":
         lines += [
             f"In one run, the hidden value(s) were {_assign(record['latent_values'])}.",
@@ -70,6 +74,6 @@ def build_prompt(record: Mapping[str, Any]) -> str:
     lines += [
         "",
         "Reason step by step, then give the final answer as a set of values inside \\boxed{}, "
-        "for example \\boxed{{3, 7}}.",
+        "for example \\boxed{3, 7}.",
     ]
     return "\n".join(lines)

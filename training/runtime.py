@@ -48,8 +48,17 @@ def device_defaults(trl_kwargs: dict[str, Any]) -> dict[str, Any]:
     if not has_accelerator:
         out.setdefault("use_cpu", True)
         out.setdefault("bf16", False)
-        out.setdefault("gradient_checkpointing", False)
+        if "gradient_checkpointing" not in out and "activation_checkpointing" not in out:
+            # transformers 5 renamed the field; setting the new name avoids its deprecation warning
+            out[_checkpointing_field()] = False
     return out
+
+
+def _checkpointing_field() -> str:
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def world_size() -> int:

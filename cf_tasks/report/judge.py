@@ -196,6 +196,7 @@ class LmEvalJudge:
 
     def _load(self) -> Any:
         if self.lm is None:
+            import lm_eval.models  # noqa: F401  -- built-in backends; get_model only imports them into an empty registry
             from lm_eval.api.registry import get_model
 
             try:

@@ -78,7 +78,7 @@ def _save(fig, path: str | os.PathLike, rects: list[tuple[Any, dict]]) -> Figure
 
 def _finish(fig, title: str, handles, labels) -> None:
     """Title top-left, legend top-right, panels packed below with a fixed header height."""
-    header_in = 0.45
+    header_in = 0.3
     top = 1 - header_in / fig.get_figheight()
     fig.suptitle(title, fontsize=11, x=0.01, y=1 - 0.08 / fig.get_figheight(), ha="left", va="top")
     if handles:

@@ -51,7 +51,17 @@ def lora_config(model, *, r: int, alpha: float, dropout: float, target_modules: 
     from peft import LoraConfig
 
     targets = target_modules if target_modules else default_target_modules(model)
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM",
+                      fan_in_fan_out=_targets_conv1d(model, targets))
+
+
+def _targets_conv1d(model, targets: list[str] | None) -> bool:
+    """GPT-2-style ``Conv1D`` layers store the weight transposed; peft needs ``fan_in_fan_out`` for them."""
+    from transformers.pytorch_utils import Conv1D
+
+    if not targets:
+        return False
+    return any(isinstance(m, Conv1D) and name.rsplit(".", 1)[-1] in targets for name, m in model.named_modules())
 
 
 def mark_lora_trainable(model) -> list[str]:

@@ -21,7 +21,9 @@ import torch
 
 from cf_tasks.seeding import derive_seed
 
-DEFAULT_BLOCK_ELEMENTS = 1 << 24  # block rows * dim per generated block (64 MiB in float32)
+# Gradient coordinates per generated block. Part of the matrix's definition (each block has its own
+# seed), so it is a constant, not a setting: changing it would change every feature.
+BLOCK_ROWS = 1024
 
 
 class RademacherProjector:
@@ -29,7 +31,7 @@ class RademacherProjector:
 
     def __init__(self, shapes: Mapping[str, Sequence[int]], dim: int, seed: int = 0, *,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 cache_bytes: int = 2 << 30, block_elements: int = DEFAULT_BLOCK_ELEMENTS):
+                 cache_bytes: int = 2 << 30):
         if dim < 1:
             raise ValueError(f"proj_dim must be at least 1, got {dim}")
         self.names = sorted(shapes)  # sorted: the matrix does not depend on parameter order
@@ -38,7 +40,7 @@ class RademacherProjector:
         self.seed = int(seed)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.block_rows = max(1, block_elements // self.dim)
+        self.block_rows = BLOCK_ROWS
         self.cache_bytes = int(cache_bytes)
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
         self._cached = 0

@@ -142,7 +142,7 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
                 (loss / n_tokens).backward()
-                loss_sum += float(loss)
+                loss_sum += loss.item()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

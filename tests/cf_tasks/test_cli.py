@@ -67,7 +67,7 @@ def test_solve_fills_answers_by_execution(tmp_path):
     assert rows[0]["answer"] == expected
     assert rows[0]["n_consistent"] == len(consistent)
     assert rows[1]["answer"] == [5]
-    assert "prompt" in rows[0] and "f(x = 3)" in rows[0]["prompt"]
+    assert "prompt" in rows[0] and "f(x=3)" in rows[0]["prompt"]
 
 
 def test_solve_names_line_and_field_of_a_bad_record(tmp_path):

@@ -156,3 +156,88 @@ class RuleJudgeLM(LM):
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError
+
+
+ECHO_NAME = "cf-report-test-echo"
+
+
+@register_model(ECHO_NAME)
+class EchoAnswerLM(LM):
+    """Answers ``\\boxed{a}`` for prompts ending in ``answer=a`` when the item number is even, else a wrong box."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        out = []
+        for request in requests:
+            context = request.args[0]
+            item = int(context.split("item=")[1].split()[0])
+            answer = context.rsplit("answer=", 1)[1].strip()
+            out.append(f"\\boxed{{{answer}}}" if item % 2 == 0 else "\\boxed{999}")
+        return out
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+
+TOY_TASK_YAML = """task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{target}}}}"
+generation_kwargs:
+  until: []
+  max_gen_toks: 16
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def run_real_lmeval(tmp: Path, n: int = 4) -> Path:
+    """Run lm-eval in-process exactly as ``lm_eval ... --output_path OUT --log_samples`` saves files.
+
+    Two toy tasks (``executable_cf_toy`` and its interventional twin) from local JSONL files,
+    answered by :class:`EchoAnswerLM` (items 0, 2, ... right). Returns ``OUT``.
+    """
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    tasks_dir = tmp / "toy_tasks"
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for variant in ("counterfactual", "interventional"):
+        task = "executable_cf_toy" + ("_interventional" if variant == "interventional" else "")
+        names.append(task)
+        data = tasks_dir / f"{task}.jsonl"
+        with open(data, "w") as fh:
+            for i in range(n):
+                doc = make_doc("toy", variant, i, answer=[i + 1], n_consistent=1 + i % 3)
+                doc["prompt"] = f"item={i} answer={i + 1}"
+                doc = encode(doc)
+                doc["target"] = f"\\boxed{{{i + 1}}}"
+                fh.write(json.dumps(doc) + "\n")
+        (tasks_dir / f"{task}.yaml").write_text(TOY_TASK_YAML.format(task=task, data=data))
+    out = tmp / "lm_out"
+    tracker = EvaluationTracker(output_path=str(out))
+    results = lm_eval.simple_evaluate(
+        model=ECHO_NAME, tasks=names, task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+        log_samples=True, bootstrap_iters=0, evaluation_tracker=tracker, random_seed=0,
+    )
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task_name in results["configs"]:
+        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    return out

@@ -113,3 +113,17 @@ def test_openai_compatible_endpoint(monkeypatch):
     path, auth, body = received[0]
     assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
     assert body["model"] == "judge-x" and "\\boxed{1}" in body["messages"][0]["content"]
+
+
+def test_hf_backend_through_lm_eval_registry(tiny_lm_dir):
+    """The judge drives a real lm-eval ``hf`` model (a tiny local GPT-2) through generate_until."""
+    judge = LmEvalJudge("hf", f"pretrained={tiny_lm_dir},dtype=float32,max_length=512",
+                        gen_kwargs={"until": [], "max_gen_toks": 6, "do_sample": False}, device="cpu",
+                        chat_template=True)
+    items = [({"prompt": "def f(x): return x", "answer": [3]}, "\\boxed{3}")] * 2
+    verdicts = judge_responses(judge, items, load_rubric(), batch_size=2)
+    assert type(judge.lm).__name__ == "HFLM"
+    assert len(verdicts) == 2 and all(isinstance(v.reply, str) for v in verdicts)
+    # a random tiny model cannot produce a verdict: recorded as unparsed, never guessed
+    assert all(v.planning is None and v.error for v in verdicts)
+    assert verdicts[0].reply == verdicts[1].reply  # greedy decoding is deterministic

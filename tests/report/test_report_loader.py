@@ -120,3 +120,18 @@ def test_only_foreign_tasks_is_an_error(tmp_path):
     (folder / f"results_{TS}.json").write_text(json.dumps({"results": {"gsm8k": {"acc,none": 0.5}}, "config": {}}))
     with pytest.raises(LmEvalOutputError, match="none for executable_cf tasks"):
         load_runs([tmp_path])
+
+
+def test_reads_files_written_by_real_lm_eval(tmp_path):
+    from report_fixtures import run_real_lmeval
+
+    out = run_real_lmeval(tmp_path, n=4)
+    assert list(out.glob("*/results_*.json")) and list(out.glob("*/samples_executable_cf_toy_*.jsonl"))
+    (run,) = load_runs([out])
+    assert run.model == "cf-report-test-echo"
+    assert sorted(run.tasks) == ["executable_cf_toy", "executable_cf_toy_interventional"]
+    assert run.tasks["executable_cf_toy"].em == 0.5  # items 0 and 2 right
+    samples = run.samples["executable_cf_toy"]
+    assert [s.em for s in sorted(samples, key=lambda s: s.doc_id)] == [1.0, 0.0, 1.0, 0.0]
+    assert samples[0].doc["latents"] == {"r": list(range(1, 11))}
+    assert {s.family for s in samples} == {"toy"}

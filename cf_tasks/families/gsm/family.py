@@ -215,37 +215,81 @@ def propose(rng: random.Random, config: GsmConfig) -> Candidate:
     )
     cand.graph, cand.values, cand.intervention = graph, values, {target: new}
     cand.story = Story(domain.name, components, hidden, target, phrasing, distractors)
-    # -- filters --------------------------------------------------------------------------------
+    check(cand, config)
+    return cand
+
+
+def check(cand: Candidate, config: GsmConfig) -> None:
+    """Execute the graph and apply the filters; sets ``answer``, ``prior`` and ``reject``."""
+    assert cand.graph is not None and cand.story is not None
+    graph, values, domain, hidden = cand.graph, cand.values, cand.domain, cand.story.hidden
+    (target, new), = cand.intervention.items()
     try:
         cand.observed = graph.evaluate(values)
         intervened = {**values, target: new}
         cand.answer = graph.evaluate(intervened)
     except ZeroDivisionError:
         cand.reject = "implausible"
-        return cand
+        return
     if not (_valid_outcome(domain, cand.observed, config) and _valid_outcome(domain, cand.answer, config)):
         cand.reject = "implausible"
-        return cand
+        return
     known = {k: v for k, v in values.items() if k != hidden}
     abduction = solve_hidden(graph, hidden, known, cand.observed)
     if abduction.status == NON_UNIQUE:
         cand.reject = "non_unique"
-        return cand
+        return
     if abduction.status in (INVALID, NO_SOLUTION):
         cand.reject = "invalid_hidden"
-        return cand
+        return
     if abduction.status != OK or abduction.value != values[hidden]:  # pragma: no cover - solver invariant
         raise AssertionError(f"gsm solver recovered {abduction} instead of {values[hidden]}")
     if not depends_on(graph.output, hidden, intervened, graph.quantities[hidden].step):
         cand.reject = "no_dependence"
-        return cand
+        return
     try:
         cand.prior = graph.evaluate({**intervened, hidden: Fraction(0)})
     except ZeroDivisionError:
         cand.prior = None
     if cand.prior == cand.answer:
         cand.reject = "prior_equals_answer"
-    return cand
+
+
+def make_item(domain: str, components: tuple[str, ...], hidden: str, values: Mapping[str, Any],
+              intervention: Mapping[str, Any], *, phrasing: Mapping[str, int] | None = None,
+              distractors: tuple = (), variant: str = "counterfactual", config: GsmConfig | None = None) -> dict:
+    """Build one item by hand (tests, docs, user-authored problems); raises ``ValueError`` naming the filter.
+
+    ``values`` gives every quantity of the graph (the hidden one included), as ints or decimal strings.
+    """
+    if domain not in DOMAINS:
+        raise ValueError(f"domain: unknown {domain!r}; known: {', '.join(DOMAINS)}")
+    config = config or LEVELS["medium"]
+    dom = DOMAINS[domain]
+    components = tuple(c for c in COMPONENTS if c in components)
+    graph = build_graph(dom, components, Fraction(config.money_step))
+    if set(values) != set(graph.quantities):
+        raise ValueError(f"values: expected exactly {', '.join(graph.quantities)}, got {', '.join(values)}")
+    if hidden not in graph.quantities or hidden not in HIDEABLE:
+        raise ValueError(f"hidden: {hidden!r} is not a hideable quantity of this graph")
+    if len(intervention) != 1:
+        raise ValueError("intervention: give exactly one quantity")
+    (target, new), = intervention.items()
+    if target == hidden or target not in graph.quantities or f"if_{target}" not in dom.texts:
+        raise ValueError(f"intervention: cannot intervene on {target!r} in domain {domain!r}")
+    cand = Candidate(dom, graph=graph,
+                     values={k: to_fraction(v, f"values.{k}") for k, v in values.items()},
+                     intervention={target: to_fraction(new, f"intervention.{target}")})
+    cand.story = Story(domain, components, hidden, target, dict(phrasing or {}), tuple(distractors))
+    check(cand, config)
+    if cand.reject is not None:
+        raise ValueError(f"problem rejected by filter {cand.reject!r}")
+    return build_item(cand, variant=variant, seed=0, index=0, level=None, config=config_dict(config))
+
+
+def config_dict(config: GsmConfig) -> dict:
+    """The knobs as JSON (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
 
 
 def dedup_key(cand: Candidate) -> str:
@@ -369,7 +413,7 @@ class GsmFamily(Family):
         rejected = dict.fromkeys(FILTERS, 0)
         items: list[dict] = []
         keys: set[str] = set()
-        config_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
+        config_json = config_dict(config)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -391,7 +435,7 @@ class GsmFamily(Family):
                         rejected[cand.reject] += 1
                         continue
                     items.append(build_item(cand, variant=variant, seed=seed, index=index, level=level,
-                                            config=config_dict))
+                                            config=config_json))
                     break
                 else:
                     from cf_tasks.generation import GenerationError

@@ -1,0 +1,216 @@
+"""Untrusted tier, parent side: talks to the zygote (``zygote.py``) and computes verdicts.
+
+Programs from user files run one job per forked, isolated child (see ``zygote.py`` for the
+isolation layers). The zygote only relays each child's raw reply and exit status; every
+status is decided here, from data the child never saw: a reply counts only when the child
+exited 0 and the reply is exactly one well-formed ``[status, value]`` pair per call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from .framing import FrameError, FrameReader, encode, write_all
+from .pool import decode_job_reply, site_paths, worker_env
+from .types import CallResult, Job, Limits
+
+logger = logging.getLogger(__name__)
+
+ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+HARDENING_KEYS = ("user_namespace", "network_namespace", "pid_namespace", "filesystem", "uid",
+                  "capabilities", "no_new_privs", "nproc")
+_warned: set[str] = set()
+
+
+def read_only_binds() -> list[str]:
+    """Folders a sandboxed program may read: the system and the Python installation only."""
+    paths = list(SYSTEM_DIRS) + [sys.base_prefix, sys.prefix]
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        p = sysconfig.get_paths().get(key)
+        if p:
+            paths.append(p)
+    real = sorted({os.path.abspath(p) for p in paths}, key=len)
+    return real + list(DEVICES)
+
+
+class SandboxPool:
+    """One zygote whose server runs up to ``workers`` isolated children at a time."""
+
+    def __init__(self, workers: int, limits: Limits, harden: bool = True, scratch_mb: int = 64,
+                 fsize_bytes: int = 1 << 20, nofile: int = 32) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._closed = False
+        self._scratch = tempfile.mkdtemp(prefix="cf-sandbox-")
+        self._config = {
+            "worker_path": str(WORKER_SCRIPT),
+            "memory_bytes": limits.memory_mb << 20,
+            "call_timeout": limits.call_timeout_s,
+            "job_timeout": limits.job_timeout_s,
+            "output_bytes": limits.output_bytes,
+            "parallel": workers,
+            "fsize_bytes": fsize_bytes,
+            "nofile": nofile,
+            "scratch_mb": scratch_mb,
+            "scratch_root": self._scratch,
+            "binds": read_only_binds(),
+            "paths": site_paths(),
+            "harden": harden,
+        }
+        self._proc: subprocess.Popen | None = None
+        self._reader: FrameReader | None = None
+        self._report: dict[str, Any] = {}
+        self._start()
+
+    # --- zygote lifecycle -----------------------------------------------------------------
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), json.dumps(self._config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=worker_env(), close_fds=True, start_new_session=True, bufsize=0, cwd="/",
+        )
+        self._reader = FrameReader(self._proc.stdout.fileno(), max_frame=self.limits.output_bytes + (1 << 16))
+        try:
+            hello = json.loads(self._reader.read(time.monotonic() + 30.0))
+        except (FrameError, ValueError) as exc:
+            self._kill()
+            raise RuntimeError(f"sandbox zygote failed to start ({exc}; exit code {self._proc.returncode})") from None
+        self._report = dict(hello.get("report", {}))
+        self._warn_degraded()
+
+    def _warn_degraded(self) -> None:
+        missing = {k: v for k, v in self._report.items() if str(v).startswith("unavailable")}
+        missing["seccomp"] = "unavailable: no seccomp filter (pyseccomp is not used by this version)"
+        key = json.dumps(missing, sort_keys=True)
+        if key not in _warned:
+            _warned.add(key)
+            text = "; ".join(f"{k}: {v}" for k, v in sorted(missing.items()))
+            warnings.warn(f"untrusted executor runs with reduced isolation: {text}", RuntimeWarning, stacklevel=4)
+            logger.warning("untrusted executor isolation gaps: %s", text)
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the zygote and its PID-1 server
+            except (ProcessLookupError, PermissionError):
+                pass
+        proc.wait()
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def isolation_report(self) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "tier": "untrusted",
+            "process": "one forked child per job from a lean pre-started zygote (python -I -S)",
+            "session_and_group": "enforced (setsid; the whole group is SIGKILLed on the wall-clock deadline)",
+            "rlimits": (f"enforced (CPU <= calls x {self.limits.call_timeout_s:g}s + 1s, "
+                        f"AS {self.limits.memory_mb} MiB, FSIZE {self._config['fsize_bytes']} B, "
+                        f"NOFILE {self._config['nofile']}, CORE 0)"),
+            "scratch_dir": "enforced (fresh folder per job, removed afterwards)",
+            "environment": "enforced (scrubbed: PATH, HOME, LANG, TMPDIR, thread counts only)",
+            "fds": "enforced (stdin/stdout/stderr on the null device; only the result pipe open)",
+            "ptrace_between_jobs": "enforced (children are non-dumpable)",
+            "output_bytes": self.limits.output_bytes,
+            "result_channel": "JSON only; verdicts computed by the caller's process",
+            "seccomp": "unavailable: not implemented (no maintained seccomp package is a dependency)",
+        }
+        report.update(self._report)
+        report["enforced"] = sorted(k for k, v in report.items() if str(v).startswith("enforced"))
+        report["unavailable"] = sorted(k for k, v in report.items() if str(v).startswith("unavailable"))
+        return report
+
+    # --- running ----------------------------------------------------------------------------
+    def run(self, jobs: Sequence[Job]) -> list[list[CallResult]]:
+        if not jobs:
+            return []
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is closed")
+            return self._run_locked(jobs)
+
+    def _run_locked(self, jobs: Sequence[Job]) -> list[list[CallResult]]:
+        out: list[list[CallResult] | None] = [None] * len(jobs)
+        request = json.dumps({"jobs": [[j.source, j.entry_point, list(j.calls)] for j in jobs]},
+                             separators=(",", ":")).encode("utf-8")
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        assert self._proc is not None and self._reader is not None
+        stall = self.limits.job_timeout_s + 5.0
+        try:
+            write_all(self._proc.stdin.fileno(), encode(request))
+            deadline = time.monotonic() + stall
+            pending = len(jobs)
+            while pending:
+                meta = json.loads(self._reader.read(deadline))
+                payload = self._reader.read(time.monotonic() + 5.0)
+                i = int(meta["i"])
+                if not 0 <= i < len(jobs) or out[i] is not None:
+                    raise ValueError(f"bad job index {i}")
+                out[i] = verdict(jobs[i], meta, payload, self.limits)
+                pending -= 1
+                deadline = time.monotonic() + stall
+        except (OSError, FrameError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("sandbox zygote failed (%s); restarting it", exc)
+            self._kill()
+            self._proc = None
+            for i, res in enumerate(out):
+                if res is None:
+                    out[i] = [CallResult("crash", None, f"sandbox failed: {exc}")] * len(jobs[i].calls)
+        return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._proc is not None:
+                try:
+                    self._proc.stdin.close()  # EOF: the server exits, its namespace dies with it
+                    self._proc.wait(1.0)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+                self._kill()
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def verdict(job: Job, meta: dict, payload: bytes, limits: Limits) -> list[CallResult]:
+    """Status of every call of a job from the child's exit status and raw reply."""
+    n = len(job.calls)
+    code, reason = meta.get("code"), meta.get("reason")
+
+    def all_(status: str, why: str) -> list[CallResult]:
+        return [CallResult(status, None, why)] * n
+
+    if reason == "deadline":
+        return all_("timeout", f"job exceeded the {limits.job_timeout_s:g}s wall-clock limit; process group killed")
+    if reason == "oversize":
+        return all_("limit", "reply exceeds the output limit; process group killed")
+    if code == -signal.SIGXCPU or code == -signal.SIGKILL and not payload:
+        return all_("timeout", "job exceeded its CPU time limit")
+    if code != 0:
+        return all_("crash", f"child exited with status {code} before returning")
+    if not payload:
+        return all_("crash", "child exited without a reply")
+    return decode_job_reply(payload, n)
