@@ -41,7 +41,10 @@ def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any]:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=str(model), batch_size=spec.batch_size)
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # HFLM defaults to cuda even where there is none
+    lm = HFLM(pretrained=str(model), batch_size=spec.batch_size, device=device)
     gen_kwargs = {"max_gen_toks": spec.max_gen_toks} if spec.max_gen_toks else None
     results = simple_evaluate(
         model=lm, tasks=list(spec.tasks), task_manager=task_manager(spec.include_path), limit=spec.limit,

@@ -34,7 +34,7 @@ WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 HARDENING_KEYS = ("user_namespace", "network_namespace", "pid_namespace", "filesystem", "uid",
-                  "capabilities", "no_new_privs", "nproc")
+                  "capabilities", "no_new_privs", "seccomp", "nproc")
 _warned: set[str] = set()
 
 
@@ -80,23 +80,28 @@ class SandboxPool:
 
     # --- zygote lifecycle -----------------------------------------------------------------
     def _start(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), json.dumps(self._config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=worker_env(), close_fds=True, start_new_session=True, bufsize=0, cwd="/",
-        )
-        self._reader = FrameReader(self._proc.stdout.fileno(), max_frame=self.limits.output_bytes + (1 << 16))
-        try:
-            hello = json.loads(self._reader.read(time.monotonic() + 30.0))
-        except (FrameError, ValueError) as exc:
-            self._kill()
-            raise RuntimeError(f"sandbox zygote failed to start ({exc}; exit code {self._proc.returncode})") from None
+        with tempfile.TemporaryFile() as errors:  # start-up diagnostics only
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), json.dumps(self._config)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                env=worker_env(), close_fds=True, start_new_session=True, bufsize=0, cwd="/",
+            )
+            self._reader = FrameReader(self._proc.stdout.fileno(), max_frame=self.limits.output_bytes + (1 << 16))
+            try:
+                hello = json.loads(self._reader.read(time.monotonic() + 30.0))
+            except (FrameError, ValueError) as exc:
+                self._kill()
+                errors.seek(0)
+                tail = errors.read()[-2000:].decode("utf-8", "replace")
+                raise RuntimeError(f"sandbox zygote failed to start ({exc}; exit code "
+                                   f"{self._proc.returncode}):\n{tail}") from None
         self._report = dict(hello.get("report", {}))
         self._warn_degraded()
 
     def _warn_degraded(self) -> None:
         missing = {k: v for k, v in self._report.items() if str(v).startswith("unavailable")}
-        missing["seccomp"] = "unavailable: no seccomp filter (pyseccomp is not used by this version)"
+        if not missing:
+            return
         key = json.dumps(missing, sort_keys=True)
         if key not in _warned:
             _warned.add(key)
@@ -128,13 +133,12 @@ class SandboxPool:
             "rlimits": (f"enforced (CPU <= calls x {self.limits.call_timeout_s:g}s + 1s, "
                         f"AS {self.limits.memory_mb} MiB, FSIZE {self._config['fsize_bytes']} B, "
                         f"NOFILE {self._config['nofile']}, CORE 0)"),
-            "scratch_dir": "enforced (fresh folder per job, removed afterwards)",
+            "scratch_dir": "enforced (empty private folder per job, emptied afterwards, unlistable by other jobs)",
             "environment": "enforced (scrubbed: PATH, HOME, LANG, TMPDIR, thread counts only)",
             "fds": "enforced (stdin/stdout/stderr on the null device; only the result pipe open)",
             "ptrace_between_jobs": "enforced (children are non-dumpable)",
             "output_bytes": self.limits.output_bytes,
             "result_channel": "JSON only; verdicts computed by the caller's process",
-            "seccomp": "unavailable: not implemented (no maintained seccomp package is a dependency)",
         }
         report.update(self._report)
         report["enforced"] = sorted(k for k, v in report.items() if str(v).startswith("enforced"))
@@ -209,6 +213,8 @@ def verdict(job: Job, meta: dict, payload: bytes, limits: Limits) -> list[CallRe
         return all_("limit", "reply exceeds the output limit; process group killed")
     if code == -signal.SIGXCPU or code == -signal.SIGKILL and not payload:
         return all_("timeout", "job exceeded its CPU time limit")
+    if code == -signal.SIGSYS:
+        return all_("crash", "killed: forbidden system call (seccomp)")
     if code != 0:
         return all_("crash", f"child exited with status {code} before returning")
     if not payload:

@@ -42,6 +42,10 @@ class LmEvalOutputError(ValueError):
     """A path that is not (or holds no) lm-eval output; the message names the file."""
 
 
+class NoCfTasksError(LmEvalOutputError):
+    """An lm-eval output folder that holds only other tasks (e.g. a gsm8k run beside ours)."""
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """Aggregate metrics of one task from one results JSON (one lm-eval filter)."""
@@ -449,7 +453,7 @@ def _load_folder(folder: _Folder, label: str | None) -> Run:
         samples[task] = rows
         sample_files.append(str(chosen[0]))
     if not tasks and not samples:
-        raise LmEvalOutputError(
+        raise NoCfTasksError(
             f"{folder.path}: lm-eval outputs found but none for executable_cf tasks "
             f"(task names must start with {TASK_PREFIX!r})"
         )
@@ -496,9 +500,19 @@ def load_runs(paths: Sequence[str | os.PathLike], labels: Sequence[str | None] |
     runs: list[Run] = []
     for raw, label in zip(paths, labels):
         folders = _discover(Path(raw))
+        loaded: list[Run] = []
+        foreign: list[NoCfTasksError] = []
         for folder in folders:
             lab = label if label is None or len(folders) == 1 else f"{label}/{folder.path.name}"
-            runs.append(_load_folder(folder, lab))
+            try:
+                loaded.append(_load_folder(folder, lab))
+            except NoCfTasksError as exc:
+                foreign.append(exc)
+        if not loaded:
+            raise foreign[0]
+        for exc in foreign:  # other evaluations stored beside ours are not an error
+            logger.warning("skipped %s", exc)
+        runs.extend(loaded)
     seen: dict[str, int] = {}
     for run in runs:
         seen[run.label] = seen.get(run.label, 0) + 1

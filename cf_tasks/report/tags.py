@@ -180,6 +180,23 @@ def parsed_answer_json(parsed: frozenset | None) -> list | None:
     return sorted_set(_json_value(v) for v in parsed)
 
 
+_NUMERIC_STR_RE = re.compile(r"^\s*-?\d+(?:\.\d+)?(?:\s*/\s*[1-9]\d*)?\s*$")
+
+
+def _numeric_strings_as_numbers(values: frozenset) -> frozenset:
+    """``("str", "65")`` -> ``("num", 65)``: math items store answers as text, models box bare numbers."""
+    from fractions import Fraction
+
+    out = set()
+    for kind, payload in values:
+        if kind == "str" and _NUMERIC_STR_RE.match(payload) and len(payload) <= 64:
+            num = Fraction(payload.replace(" ", ""))
+            out.add(("num", num.numerator if num.denominator == 1 else num))
+        else:
+            out.add((kind, payload))
+    return frozenset(out)
+
+
 def _canonical(values: Any) -> frozenset | None:
     from cf_tasks.answers import canonical_set
 
@@ -187,7 +204,7 @@ def _canonical(values: Any) -> frozenset | None:
         return None
     if not isinstance(values, (list, tuple, set, frozenset)):
         values = [values]
-    return canonical_set(values)
+    return _numeric_strings_as_numbers(canonical_set(values))
 
 
 def count_markers(text: str) -> int:
@@ -209,6 +226,8 @@ def tag_sample(
     tags: list[str] = []
     evidence: dict[str, str] = {}
     parsed = parse_answer_set(text)
+    if parsed is not None:
+        parsed = _numeric_strings_as_numbers(parsed)
     gold = _canonical(doc.get("answer"))
     prior = _canonical(doc.get("prior_answer"))
     variant = doc.get("variant", "counterfactual")

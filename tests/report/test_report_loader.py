@@ -135,3 +135,12 @@ def test_reads_files_written_by_real_lm_eval(tmp_path):
     assert [s.em for s in sorted(samples, key=lambda s: s.doc_id)] == [1.0, 0.0, 1.0, 0.0]
     assert samples[0].doc["latents"] == {"r": list(range(1, 11))}
     assert {s.family for s in samples} == {"toy"}
+
+
+def test_foreign_model_folder_beside_ours_is_skipped(tmp_path):
+    write_lmeval_run(tmp_path, "m", {"executable_cf_while": rows_with_em("while", "counterfactual", [1])})
+    other = tmp_path / "other_model"
+    other.mkdir()
+    (other / f"results_{TS}.json").write_text(json.dumps({"results": {"gsm8k": {"acc,none": 0.5}}, "config": {}}))
+    (run,) = load_runs([tmp_path])
+    assert run.label == "m"

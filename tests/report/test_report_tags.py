@@ -85,3 +85,11 @@ def test_tag_rates_and_config_validation():
     assert rate["n"] == 2 and rate["no_answer"] == 0.5 and rate["brute_force"] == 0.0
     with pytest.raises(ValueError, match="brute_force_min_values"):
         TagConfig(brute_force_min_values=1)
+
+
+def test_math_items_with_text_answers():
+    d = {"family": "gsm", "variant": "counterfactual", "answer": ["65"], "prior_answer": ["72"], "prompt": "q"}
+    r = tag_sample("The total would be \\boxed{72}.", d)
+    assert r.tags == ("interventional_answer",)
+    assert tag_sample("\\boxed{'65'}", d).tags == ()
+    assert tag_sample("\\boxed{65}", d).parsed_answer == [65]

@@ -23,9 +23,9 @@ def grpo_config(model_dir, out, **trl):
         "data": {"families": [{"family": "if_else", "level": "easy"}, {"family": "while", "level": "easy"}],
                  "n": 6, "seed": 3, "chat": True},
         "rewards": {"exact_match": 1.0, "f1": 0.5, "format": 0.1},
-        "prompt_batch_size": 2,
-        "trl": {"num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 12,
-                "max_steps": 2, "logging_steps": 1, "save_steps": 1, "learning_rate": 1e-3, "disable_tqdm": True,
+        "prompt_batch_size": 1,
+        "trl": {"num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 8,
+                "max_steps": 2, "logging_steps": 1, "save_steps": 2, "learning_rate": 1e-3, "disable_tqdm": True,
                 "seed": 0, **trl},
     }, source="test")
 
@@ -37,33 +37,33 @@ def test_grpo_plugin_trains_saves_and_resumes(tiny_lm_dir, tmp_path):
     run_dir = trainer.train(grpo_config(tiny_lm_dir, out))
     assert run_dir == out
     assert (out / "final" / "config.json").is_file() and (out / "final" / "tokenizer.json").is_file()
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
     log = read_jsonl(out / "train_log.jsonl")
     steps = [r for r in log if "reward" in r]
     assert len(steps) == 2
     for key in ("rewards/exact_match_reward/mean", "rewards/f1_reward/mean", "rewards/format_reward/mean"):
         assert key in steps[0]
     info = json.loads((out / "run_info.json").read_text())
-    assert info["global_step"] == 2 and info["gradient_accumulation_steps"] == 2 and info["prompts"] == 6
+    assert info["global_step"] == 2 and info["gradient_accumulation_steps"] == 1 and info["prompts"] == 6
     # the copy of the config in the run directory loads back to the same config
     assert load_run_config(GRPORunConfig, out / "run_config.yaml") == grpo_config(tiny_lm_dir, out)
 
-    # resume: two more steps continue from checkpoint-2 instead of starting over
-    resumed = grpo_config(tiny_lm_dir, out, max_steps=4)
+    # resume: one more step continues from checkpoint-2 instead of starting over
+    resumed = grpo_config(tiny_lm_dir, out, max_steps=3)
     resumed.resume_from_checkpoint = True
     trainer.train(resumed)
     info = json.loads((out / "run_info.json").read_text())
-    assert info["global_step"] == 4
+    assert info["global_step"] == 3
     assert info["resumed_from"].endswith("checkpoint-2")
     steps = [r for r in read_jsonl(out / "train_log.jsonl") if "reward" in r]
-    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert [r["step"] for r in steps] == [1, 2, 3]
 
 
 def test_grpo_cli_subprocess(tiny_lm_dir, tmp_path):
     out = tmp_path / "cli_run"
     cmd = [sys.executable, "-m", "training.cli", "grpo", "--config", str(REPO / "training/configs/grpo_tiny_cpu.yaml"),
            "--set", f"model={tiny_lm_dir}", "--set", f"output_dir={out}", "--set", "data.n=4",
-           "--set", "trl.save_steps=10"]
+           "--set", "trl.save_steps=10", "--set", "prompt_batch_size=1", "--set", "trl.max_completion_length=8"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

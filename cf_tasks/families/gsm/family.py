@@ -163,8 +163,11 @@ def _valid_outcome(domain: Domain, value: Fraction, config: GsmConfig) -> bool:
     return (value / granularity).denominator == 1
 
 
-def propose(rng: random.Random, config: GsmConfig) -> Candidate:
-    """Draw one candidate and evaluate it; ``reject`` names the first failed filter."""
+def propose(rng: random.Random, config: GsmConfig, *, naive_solver: bool = False) -> Candidate:
+    """Draw one candidate and evaluate it; ``reject`` names the first failed filter.
+
+    ``naive_solver`` solves each item with its own sympy call (the benchmark's baseline).
+    """
     names = config.domains or tuple(DOMAINS)
     domain = DOMAINS[rng.choice(sorted(names))]
     cand = Candidate(domain)
@@ -215,11 +218,11 @@ def propose(rng: random.Random, config: GsmConfig) -> Candidate:
     )
     cand.graph, cand.values, cand.intervention = graph, values, {target: new}
     cand.story = Story(domain.name, components, hidden, target, phrasing, distractors)
-    check(cand, config)
+    check(cand, config, naive_solver=naive_solver)
     return cand
 
 
-def check(cand: Candidate, config: GsmConfig) -> None:
+def check(cand: Candidate, config: GsmConfig, *, naive_solver: bool = False) -> None:
     """Execute the graph and apply the filters; sets ``answer``, ``prior`` and ``reject``."""
     assert cand.graph is not None and cand.story is not None
     graph, values, domain, hidden = cand.graph, cand.values, cand.domain, cand.story.hidden
@@ -235,7 +238,7 @@ def check(cand: Candidate, config: GsmConfig) -> None:
         cand.reject = "implausible"
         return
     known = {k: v for k, v in values.items() if k != hidden}
-    abduction = solve_hidden(graph, hidden, known, cand.observed)
+    abduction = solve_hidden(graph, hidden, known, cand.observed, naive=naive_solver)
     if abduction.status == NON_UNIQUE:
         cand.reject = "non_unique"
         return
