@@ -116,12 +116,18 @@ def _responses(value: Any) -> list[str]:
 def candidates_from_samples(paths: Iterable[str | Path], *, field_name: str = "resps",
                             prompt_field: str = "prompt") -> Iterator[Candidate]:
     """Candidates from lm-eval sample logs; ``field_name`` is ``resps`` (raw) or ``filtered_resps``."""
+    from cf_tasks.lmeval.docs import decode_doc
+
     for path in paths:
         for lineno, record in iter_jsonl(path):
             where = f"{path}:{lineno}"
             doc = record.get("doc")
             if not isinstance(doc, Mapping):
                 raise ValueError(f"{where}: no 'doc' object (is this an lm-eval --log_samples file?)")
+            try:
+                doc = decode_doc(doc)  # list fields travel as JSON text in lm-eval documents
+            except ValueError as exc:
+                raise ValueError(f"{where}: undecodable doc field: {exc}") from None
             if "answer" not in doc:
                 raise ValueError(f"{where}: doc has no 'answer' field (not an executable_cf task?)")
             prompt = doc.get(prompt_field)

@@ -70,6 +70,8 @@ class EvalSpec:
     baseline: bool = field(default=True, metadata={"help": "Also evaluate the starting model: the 'before' "
                                                            "column of the before/after table."})
     include_path: Union[str, None] = field(default=None, metadata={"help": "Extra task YAML folder for lm-eval."})
+    include_default_tasks: bool = field(default=False, metadata={"help": "Also index lm-eval's bundled tasks (to "
+                                                                         "evaluate e.g. gsm8k too); slower start."})
     seed: int = field(default=0, metadata={"help": "lm-eval random seed."})
 
     def validate(self) -> None:

@@ -25,15 +25,23 @@ from training.runtime import jsonable
 logger = logging.getLogger(__name__)
 
 
-def task_manager(include_path: str | None = None):
-    """A TaskManager that sees our packaged task YAMLs (and an optional extra folder)."""
+def task_manager(include_path: str | None = None, include_defaults: bool = False):
+    """A TaskManager that sees our packaged task YAMLs (and an optional extra folder).
+
+    Indexing lm-eval's thousands of bundled task YAMLs takes seconds, so they are
+    left out unless asked for (``include_defaults``; e.g. to add ``gsm8k``). Our
+    folder is added only when the start-up hook (``plugins.lmeval_hook``) has not
+    already exposed it: adding it twice just produces "overrides existing task" warnings.
+    """
     import cf_tasks
     from lm_eval.tasks import TaskManager
 
-    paths = [str(Path(cf_tasks.__file__).parent / "tasks")]
-    if include_path:
-        paths.append(str(include_path))
-    return TaskManager(include_path=paths)
+    extra = [str(include_path)] if include_path else []
+    manager = TaskManager(include_path=extra or None, include_defaults=include_defaults)
+    if "executable_cf" not in manager.all_tasks:
+        paths = [str(Path(cf_tasks.__file__).parent / "tasks"), *extra]
+        manager = TaskManager(include_path=paths, include_defaults=include_defaults)
+    return manager
 
 
 def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any]:
@@ -47,7 +55,7 @@ def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any]:
     lm = HFLM(pretrained=str(model), batch_size=spec.batch_size, device=device)
     gen_kwargs = {"max_gen_toks": spec.max_gen_toks} if spec.max_gen_toks else None
     results = simple_evaluate(
-        model=lm, tasks=list(spec.tasks), task_manager=task_manager(spec.include_path), limit=spec.limit,
+        model=lm, tasks=list(spec.tasks), task_manager=task_manager(spec.include_path, spec.include_default_tasks), limit=spec.limit,
         apply_chat_template=spec.apply_chat_template, gen_kwargs=gen_kwargs, log_samples=True,
         bootstrap_iters=0, random_seed=spec.seed, numpy_random_seed=spec.seed, torch_random_seed=spec.seed,
         fewshot_random_seed=spec.seed,
@@ -80,7 +88,7 @@ def metric_rows(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> l
     before_results = (before or {}).get("results", {})
     for task in sorted(after_results):
         for key, value in sorted(after_results[task].items()):
-            if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if key in ("alias", "sample_len") or "_stderr" in key or not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             old = before_results.get(task, {}).get(key)
             old = old if isinstance(old, (int, float)) and not isinstance(old, bool) else None

@@ -30,11 +30,10 @@ from .types import CallResult, Job, Limits
 logger = logging.getLogger(__name__)
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
-WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 HARDENING_KEYS = ("user_namespace", "network_namespace", "pid_namespace", "filesystem", "uid",
-                  "capabilities", "no_new_privs", "seccomp", "nproc")
+                  "capabilities", "no_new_privs", "landlock", "seccomp", "nproc")
 _warned: set[str] = set()
 
 
@@ -59,7 +58,6 @@ class SandboxPool:
         self._closed = False
         self._scratch = tempfile.mkdtemp(prefix="cf-sandbox-")
         self._config = {
-            "worker_path": str(WORKER_SCRIPT),
             "memory_bytes": limits.memory_mb << 20,
             "call_timeout": limits.call_timeout_s,
             "job_timeout": limits.job_timeout_s,

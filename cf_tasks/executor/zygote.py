@@ -16,7 +16,8 @@ Start-up (once, best effort, every step recorded in the isolation report):
    tmpfs; ``pivot_root`` into it and detach the old root, so the caller's files (home,
    project, temp files) do not exist for the program.
 4. Drop every capability (bounding set and effective/permitted sets), set
-   ``PR_SET_NO_NEW_PRIVS`` and, when ``pyseccomp`` is importable, compile a seccomp
+   ``PR_SET_NO_NEW_PRIVS``, restrict the file system (and, on newer kernels, TCP and
+   signals) with Landlock, and, when ``pyseccomp`` is importable, compile a seccomp
    deny-list once (loaded by each child with one ``prctl``); then fork the server, which is PID 1 of the new PID namespace
    (its death kills every process in the namespace; signals from inside cannot kill it).
 
@@ -39,7 +40,6 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import resource
 import select
 import shutil
@@ -48,181 +48,7 @@ import struct
 import sys
 import time
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
-MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
-MNT_DETACH = 2
-PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 4, 24, 38, 47
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
-NOBODY = 65534
 HEADER = struct.Struct(">I")
-
-libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result, what):
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
-
-
-def _write_file(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _mount(src, dst, fstype, flags, data):
-    _check(libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags,
-                      data and data.encode()), "mount %s" % dst)
-
-
-def _locked_flags(path):
-    """Mount flags a bind mount inherits and must keep on remount (statvfs -> MS_*)."""
-    f = os.statvfs(path).f_flag
-    flags = 0
-    for st, ms in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
-                   (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
-                   (getattr(os, "ST_RELATIME", 4096), MS_RELATIME)):
-        if f & st:
-            flags |= ms
-    return flags
-
-
-def _build_root(binds, scratch_mb):
-    """Private read-only root with only ``binds`` visible; returns the scratch folder path."""
-    _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
-    new = "/tmp"  # any existing folder: the tmpfs only shadows it inside our mount namespace
-    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=755")
-    os.umask(0o022)
-    for path in binds:
-        if not os.path.lexists(path):
-            continue
-        target = new + path
-        if os.path.islink(path) and os.path.dirname(path) == "/":
-            os.symlink(os.readlink(path), target)  # /bin -> usr/bin on merged-/usr systems
-            continue
-        if os.path.exists(target):
-            continue  # already inside a folder bound earlier
-        if os.path.isdir(path):
-            os.makedirs(target, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            open(target, "w").close()
-        _mount(path, target, None, MS_BIND | MS_REC, None)
-        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(target), None)
-    scratch = new + "/scratch"
-    os.mkdir(scratch)
-    _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=%dm,mode=700" % scratch_mb)
-    os.mkdir(new + "/.old")
-    if SYS_PIVOT_ROOT is not None:
-        _check(libc.syscall(SYS_PIVOT_ROOT, new.encode(), (new + "/.old").encode()), "pivot_root")
-        os.chdir("/")
-        _check(libc.umount2(b"/.old", MNT_DETACH), "umount old root")
-        os.rmdir("/.old")
-    else:
-        os.chroot(new)
-        os.chdir("/")
-    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-    return "/scratch"
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-def _drop_capabilities():
-    for cap in range(64):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: past the last cap
-            break
-    libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
-    data = (_CapData * 2)()
-    _check(libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
-
-
-def _effective_capabilities():
-    data = (_CapData * 2)()
-    _check(libc.capget(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capget")
-    return data[0].effective | (data[1].effective << 32) | data[0].permitted | (data[1].permitted << 32)
-
-
-def harden(config):
-    """Best-effort one-time isolation of this process; returns (report, scratch_root)."""
-    report = {}
-    # First: building the filter may start helper processes (ctypes.util.find_library), which
-    # must not become PID 1 of the new PID namespace.
-    report["seccomp_bpf"], report["seccomp"] = seccomp_program()
-    scratch_root = config["scratch_root"]
-    was_root = os.geteuid() == 0
-    uid, gid = os.geteuid(), os.getegid()
-    flags = 0
-    if not config.get("harden", True):
-        for key in ("user_namespace", "network_namespace", "pid_namespace", "filesystem"):
-            report[key] = "unavailable: disabled by configuration"
-    else:
-        # Root has every privilege already (and would map to root inside a user namespace,
-        # keeping access to root-owned files): it unshares directly and drops to nobody below.
-        flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | (0 if was_root else CLONE_NEWUSER)
-        if libc.unshare(flags) == 0:
-            if was_root:
-                report["user_namespace"] = "not needed (root: set-up as root, then dropped to nobody)"
-            else:
-                _write_file("/proc/self/setgroups", "deny")
-                _write_file("/proc/self/uid_map", "0 %d 1" % uid)
-                _write_file("/proc/self/gid_map", "0 %d 1" % gid)
-                report["user_namespace"] = "enforced (uid %d outside)" % uid
-            report["network_namespace"] = "enforced (no interfaces, no loopback)"
-            report["pid_namespace"] = "enforced (server is PID 1; its death kills every job process)"
-            try:
-                scratch_root = _build_root(config["binds"], int(config["scratch_mb"]))
-                report["filesystem"] = ("enforced (read-only private root with system and Python folders only; "
-                                        "%d MiB scratch tmpfs)" % config["scratch_mb"])
-            except OSError as exc:
-                report["filesystem"] = "unavailable: %s" % exc
-        else:
-            reason = os.strerror(ctypes.get_errno())
-            flags = 0
-            for key in ("user_namespace", "network_namespace", "pid_namespace", "filesystem"):
-                report[key] = "unavailable: unshare failed (%s)" % reason
-    if was_root:
-        # Drop to nobody so that file permissions and RLIMIT_NPROC apply (root bypasses both).
-        try:
-            for cap in range(64):
-                if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
-                    break
-            os.chown(scratch_root, NOBODY, NOBODY)
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            report["uid"] = "enforced (root dropped to nobody, uid %d)" % NOBODY
-        except OSError as exc:
-            report["uid"] = "unavailable: could not drop root (%s)" % exc
-    else:
-        report["uid"] = "same user as the caller (uid %d)%s" % (
-            uid, " mapped to root of its own user namespace" if flags & CLONE_NEWUSER else "")
-    try:
-        _drop_capabilities()
-    except OSError as exc:
-        report["capabilities"] = "unavailable: %s" % exc
-    caps = _effective_capabilities()
-    if caps == 0:
-        report["capabilities"] = "enforced (none left; bounding set cleared)"
-    else:
-        report.setdefault("capabilities", "unavailable: capabilities %#x remain" % caps)
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
-        report["no_new_privs"] = "enforced"
-    else:
-        report["no_new_privs"] = "unavailable: %s" % os.strerror(ctypes.get_errno())
-    report["nproc"] = ("enforced (RLIMIT_NPROC=0: no fork, spawn or thread)" if os.geteuid() != 0
-                       else "unavailable: running as root")
-    return report, scratch_root
 
 
 def _make_removable(path):
@@ -235,68 +61,10 @@ def _make_removable(path):
                 pass
 
 
-# System calls that kill a job child on sight (SIGSYS: the parent reports a crash): no
-# program computing a value needs them. ``clone`` fails with EPERM instead (a library may try
-# to start a thread and cope), and ``clone3`` with ENOSYS so libc falls back to ``clone``.
-# Defence in depth on top of the namespaces and RLIMIT_NPROC, and the only network barrier
-# where namespaces are unavailable.
-SECCOMP_DENY = (
-    "execve", "execveat", "fork", "vfork", "socket", "socketpair", "ptrace",
-    "process_vm_readv", "process_vm_writev", "kill", "tkill", "tgkill", "unshare", "setns",
-    "mount", "umount2", "pivot_root", "chroot", "bpf", "perf_event_open", "userfaultfd",
-    "keyctl", "add_key", "request_key", "setsid", "setpgid", "personality", "io_uring_setup",
-    "open_by_handle_at", "name_to_handle_at", "init_module", "finit_module", "kexec_load",
-)
-PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def seccomp_program():
-    """Compile the deny-list once with pyseccomp (libseccomp) and export the raw BPF bytes.
-
-    Returns (bpf bytes or None, report line). Children load the bytes with one ``prctl``
-    instead of compiling a filter each (anchors §1.3: ~1 ms per child).
-    """
-    try:
-        import errno
-
-        import pyseccomp
-    except Exception as exc:  # not installed, or libseccomp missing
-        return None, "unavailable: pyseccomp not importable (%s); pip install pyseccomp" % type(exc).__name__
-    try:
-        filt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-        kill = getattr(pyseccomp, "KILL_PROCESS", pyseccomp.KILL)
-        denied = []
-        for name in SECCOMP_DENY:
-            try:
-                filt.add_rule(kill, name)
-                denied.append(name)
-            except Exception:
-                pass  # no such syscall on this architecture
-        filt.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone")
-        filt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
-        fd = os.memfd_create("cf-seccomp")
-
-        class _File:
-            def fileno(self):
-                return fd
-
-        filt.export_bpf(_File())
-        size = os.lseek(fd, 0, os.SEEK_END)
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = os.pread(fd, size, 0)
-        os.close(fd)
-    except Exception as exc:
-        return None, "unavailable: could not build the filter (%s)" % exc
-    return data, ("enforced (%d syscalls kill the job: exec, fork, sockets, ptrace, signals, namespaces, "
-                  "mounts...; clone fails)" % len(denied))
-
-
-def _load_runner(path):
-    spec = importlib.util.spec_from_file_location("cf_executor_worker", path)
+def _load(name):
+    """A sibling module of this script (``-I`` keeps our folder off ``sys.path``)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location("cf_executor_" + name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -312,11 +80,12 @@ def _set(limit, value):
 class Server:
     """The fork server (PID 1 of the job namespace when namespaces are available)."""
 
-    def __init__(self, config, report, scratch_root, worker, bpf=None):
+    def __init__(self, config, report, scratch_root, worker, hardening, bpf=None):
         self.config = config
         self.report = report
         self.scratch_root = scratch_root
         self.worker = worker
+        self.hd = hardening
         self.runner = worker.Runner(float(config["call_timeout"]), int(config["output_bytes"]))
         self.parallel = max(1, int(config["parallel"]))
         self.cap = int(config["output_bytes"]) + 4096
@@ -327,7 +96,7 @@ class Server:
         self.bpf = None
         if bpf:
             self._bpf_buf = ctypes.create_string_buffer(bpf, len(bpf))
-            self.bpf = _SockFprog(len(bpf) // 8, ctypes.addressof(self._bpf_buf))
+            self.bpf = hardening.SockFprog(len(bpf) // 8, ctypes.addressof(self._bpf_buf))
         os.environ.clear()  # children inherit this scrubbed environment
         os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
                            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
@@ -338,7 +107,8 @@ class Server:
     def _child(self, wfd, scratch, job):
         source, entry_point, calls = job
         os.setsid()
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        hd = self.hd
+        hd.libc.prctl(hd.PR_SET_DUMPABLE, 0, 0, 0, 0)
         cfg = self.config
         cpu = min(float(cfg["job_timeout"]), len(calls) * float(cfg["call_timeout"]) + 1.0)
         cpu_hard = int(cpu) + 2
@@ -358,7 +128,7 @@ class Server:
         if os.geteuid() != 0:
             _set(resource.RLIMIT_NPROC, 0)
         if self.bpf is not None:
-            _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self.bpf), 0, 0), "seccomp")
+            hd.check(hd.libc.prctl(hd.PR_SET_SECCOMP, hd.SECCOMP_MODE_FILTER, ctypes.byref(self.bpf), 0, 0), "seccomp")
         os.environ["HOME"] = os.environ["TMPDIR"] = scratch  # the rest was scrubbed in the server
         del job, cfg
         gc.disable()  # short-lived: no collection pauses or copy-on-write of the server's objects
@@ -526,8 +296,9 @@ def main():
     for path in config.get("paths", ()):  # read-only site-packages (e.g. numpy), see worker.py on -S
         if path not in sys.path:
             sys.path.append(path)
-    worker = _load_runner(config["worker_path"])
-    report, scratch_root = harden(config)
+    worker = _load("worker")
+    hardening = _load("hardening")
+    report, scratch_root = hardening.harden(config)
     bpf = report.pop("seccomp_bpf")
     os.makedirs(scratch_root, exist_ok=True)
     os.chmod(scratch_root, 0o711)
@@ -538,7 +309,7 @@ def main():
         try:
             os.dup2(null, 0)
             os.dup2(null, 1)
-            Server(config, report, scratch_root, worker, bpf).serve(rfd, wfd)
+            Server(config, report, scratch_root, worker, hardening, bpf).serve(rfd, wfd)
         finally:
             os._exit(0)
     # The outer process only waits, holding no pipe end, so the parent sees EOF when the

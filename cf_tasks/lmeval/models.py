@@ -33,24 +33,25 @@ class _ReferenceSolverLM(LM):
     def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
         return cls()
 
-    def _answers(self, docs: list[dict]) -> list[list]:
+    def _answers(self, docs: list[dict]) -> list[str]:
+        """The boxed final answer for each document."""
         from cf_tasks.abduction import solve_records
         from cf_tasks.executor import shared_executor
         from cf_tasks.records import ProgramRecord
         from plugins import FAMILIES
 
-        answers: list[list | None] = [None] * len(docs)
+        answers: list[str | None] = [None] * len(docs)
         code_idx = [i for i, d in enumerate(docs) if "program" in d]
         if code_idx:
             records = [ProgramRecord.from_json(docs[i], source=f"doc {docs[i].get('id')}") for i in code_idx]
             solutions = solve_records(records, shared_executor(), ignore_observation=self.ignore_observation)
             for i, solution in zip(code_idx, solutions):
-                answers[i] = solution.answer
+                answers[i] = format_answer(solution.answer)  # typed values: '5' and 5 differ
         for i, doc in enumerate(docs):
             if answers[i] is None:
                 family = FAMILIES.get(doc["family"])
                 solve = family.no_abduction_answer if self.ignore_observation else family.oracle_answer
-                answers[i] = solve(doc)
+                answers[i] = "\\boxed{" + ", ".join(str(v) for v in solve(doc)) + "}"
         return answers  # type: ignore[return-value]
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
@@ -59,7 +60,7 @@ class _ReferenceSolverLM(LM):
             if request.doc is None:
                 raise ValueError(f"{type(self).__name__} needs the task document of each request")
             docs.append(decode_doc(request.doc))
-        return [f"By execution, the answer is {format_answer(a)}." for a in self._answers(docs)]
+        return [f"By execution, the answer is {answer}." for answer in self._answers(docs)]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError(f"{type(self).__name__} only supports generate_until tasks")

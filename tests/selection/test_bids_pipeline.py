@@ -108,6 +108,8 @@ def test_features_use_the_checkpoint_adam_moments(reference_run, tiny_lm_dir):
     ids, mask, labels = collate([encode_row(rows[5], tok, DataConfig())], tok.pad_token_id)
     g = loop_per_example_gradients(model, ids, mask, labels)
     mom = load_adam_moments(ckpt)
+    assert set(mom.exp_avg) == set(g) == set(mom.exp_avg_sq)  # moments stored by parameter name
+    assert all(mom.exp_avg_sq[n].min() >= 0 for n in g) and any(mom.exp_avg[n].abs().sum() > 0 for n in g)
     hand = {n: (0.9 * mom.exp_avg[n] + 0.1 * g[n]) / torch.sqrt(0.999 * mom.exp_avg_sq[n] + 0.001 * g[n] ** 2 + 1e-8)
             for n in g}
     feat = RademacherProjector({n: t.shape[1:] for n, t in g.items()}, 64, 0).project(hand)[0]

@@ -63,13 +63,25 @@ def test_grpo_cli_subprocess(tiny_lm_dir, tmp_path):
     out = tmp_path / "cli_run"
     cmd = [sys.executable, "-m", "training.cli", "grpo", "--config", str(REPO / "training/configs/grpo_tiny_cpu.yaml"),
            "--set", f"model={tiny_lm_dir}", "--set", f"output_dir={out}", "--set", "data.n=4",
-           "--set", "trl.save_steps=10", "--set", "prompt_batch_size=1", "--set", "trl.max_completion_length=8"]
+           "--set", "trl.save_steps=10", "--set", "prompt_batch_size=1", "--set", "trl.max_completion_length=8",
+           # one command also evaluates before and after training on 2 items of a real executable_cf task
+           "--set", "evaluate={enabled: true, tasks: [executable_cf_if_else], limit: 2, max_gen_toks: 4, batch_size: 2}"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     assert (out / "final" / "config.json").is_file()
     assert len([r for r in read_jsonl(out / "train_log.jsonl") if "reward" in r]) == 2
+    table = (out / "eval" / "table.md").read_text()
+    assert "| executable_cf_if_else | exact_match |" in table and "| executable_cf_if_else | f1 |" in table
+    rows = json.loads((out / "eval" / "table.json").read_text())["rows"]
+    assert {r["metric"] for r in rows} == {"exact_match", "f1"}
+    assert all(r["before"] is not None and 0.0 <= r["after"] <= 1.0 for r in rows)
+    for label in ("before", "after"):
+        results = json.loads((out / "eval" / f"{label}.json").read_text())
+        assert results["n-samples"]["executable_cf_if_else"]["effective"] == 2
+        samples = read_jsonl(out / "eval" / f"samples_{label}.jsonl")
+        assert len(samples) == 2 and all("answer" in s["doc"] and s["resps"] for s in samples)
 
 
 def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):

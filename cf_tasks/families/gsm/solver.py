@@ -93,6 +93,10 @@ def _from_sympy(obj) -> Expr:
     raise Unsupported(f"cannot express {sympy.srepr(obj)[:80]} exactly")
 
 
+# sympy's own checking and simplification are skipped (25x faster): every candidate is verified by
+# executing the graph forward, which also discards any root that zeroes a denominator.
+_SOLVE_OPTIONS = {"check": False, "simplify": False}
+
 _CACHE: dict[tuple[str, str], tuple[Expr, ...] | None] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -115,7 +119,8 @@ def closed_forms(output: Expr, hidden: str) -> tuple[Expr, ...] | None:
     else:
         y = sympy.Symbol(OBSERVED)
         try:
-            forms = tuple(_from_sympy(s) for s in sympy.solve(sympy.Eq(expr, y), symbols[hidden]))
+            solutions = sympy.solve(sympy.Eq(expr, y), symbols[hidden], **_SOLVE_OPTIONS)
+            forms = tuple(_from_sympy(s) for s in solutions)
         except Unsupported:
             forms = None
     with _CACHE_LOCK:
@@ -133,7 +138,8 @@ def _numeric_candidates(output: Expr, hidden: str, known: Mapping[str, Fraction]
         return []
     subs = {symbols[n]: sympy.Rational(v.numerator, v.denominator) for n, v in known.items() if n in symbols}
     eq = sympy.Eq(expr.subs(subs), sympy.Rational(observed.numerator, observed.denominator))
-    return [Fraction(int(s.p), int(s.q)) for s in sympy.solve(eq, symbols[hidden]) if s.is_Rational]
+    solutions = sympy.solve(eq, symbols[hidden], **_SOLVE_OPTIONS)
+    return [Fraction(int(s.p), int(s.q)) for s in solutions if s.is_Rational]
 
 
 def depends_on(output: Expr, hidden: str, values: Mapping[str, Fraction], step: Fraction) -> bool:

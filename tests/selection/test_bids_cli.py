@@ -1,0 +1,106 @@
+"""``cf-select bids`` selecting from a given influence matrix, and the plugin's registration."""
+
+import json
+
+import numpy as np
+import pytest
+
+from plugins import SELECTORS
+from selection.base import Selector
+from selection.bids.config import SelectConfig
+from selection.bids.greedy import bids_greedy, zscore_columns
+from selection.bids.pipeline import select_from_matrix
+from selection.cli import main as cf_select
+
+TASKS = ["code"] * 4 + ["math"] * 4 + ["logic"] * 3
+
+
+@pytest.fixture
+def matrix_files(tmp_path):
+    A = np.random.default_rng(0).normal(size=(200, len(TASKS)))
+    np.save(tmp_path / "A.npy", A)
+    (tmp_path / "tasks.json").write_text(json.dumps(TASKS))
+    return tmp_path, A
+
+
+def test_plugin_is_found_through_its_entry_point():
+    selector = SELECTORS.get("bids")
+    assert isinstance(selector, Selector) and selector.name == "bids"
+
+
+def test_selection_from_a_matrix(matrix_files, capsys):
+    tmp, A = matrix_files
+    out = tmp / "out" / "selected.json"
+    code = cf_select(["bids", "--influence", str(tmp / "A.npy"), "--val-tasks", str(tmp / "tasks.json"),
+                      "--budget", "0.15", "--output", str(out), "--no-progress"])
+    assert code == 0
+    sel = json.loads(out.read_text())
+    expected = bids_greedy(zscore_columns(A), 30)
+    assert sel["indices"] == expected.indices.tolist() and sel["scores"] == pytest.approx(expected.gains.tolist())
+    assert sel["budget"] == 30 and sel["method"] == "bids" and sel["normalized"] is True
+    diag = sel["diagnostics"]
+    assert diag["tasks"] == ["code", "math", "logic"] and sum(diag["task_histogram"].values()) == 30
+    Z = zscore_columns(A)
+    rows = Z[sel["indices"]]
+    assert diag["average_influence"]["math"] == pytest.approx(rows[:, 4:8].mean())
+    argmax_task = [TASKS[j] for j in rows.argmax(axis=1)]
+    assert diag["task_histogram"]["logic"] == argmax_task.count("logic")
+    assert (tmp / "out" / "selected.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "selected 30 of 200" in printed and "logic" in printed
+
+
+@pytest.mark.parametrize("method,normalize", [("task_max", False), ("instance_max", True), ("sum", False),
+                                              ("random", False), ("bids", False)])
+def test_methods_and_normalisation_flags(matrix_files, method, normalize):
+    tmp, A = matrix_files
+    out = tmp / f"{method}.json"
+    flag = "--normalize" if normalize else "--no-normalize"
+    code = cf_select(["bids", "--influence", str(tmp / "A.npy"), "--val-tasks", str(tmp / "tasks.json"),
+                      "--budget", "25", "--output", str(out), "--method", method, flag, "--no-plot",
+                      "--no-progress"])
+    assert code == 0
+    sel = json.loads(out.read_text())
+    lib = select_from_matrix(A, TASKS, SelectConfig(method=method, budget="25", normalize=normalize))
+    assert sel["indices"] == lib.indices and len(set(sel["indices"])) == 25
+    assert sel["normalized"] is normalize and sel["diagnostics"]["matrix"] == ("zscore" if normalize else "raw")
+    assert not (tmp / f"{method}.png").exists()
+
+
+def test_baselines_default_to_the_raw_matrix(matrix_files):
+    _, A = matrix_files
+    sel = select_from_matrix(A, TASKS, SelectConfig(method="instance_max", budget="10"))
+    assert sel.diagnostics["normalized"] is False
+    assert sel.indices == np.argsort(-A.max(axis=1), kind="stable")[:10].tolist()
+
+
+def test_selected_rows_written_with_train_file(matrix_files):
+    tmp, _ = matrix_files
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(200)]
+    (tmp / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp / "s.json"
+    code = cf_select(["bids", "--influence", str(tmp / "A.npy"), "--val-tasks", str(tmp / "tasks.json"),
+                      "--budget", "5", "--output", str(out), "--train", str(tmp / "pool.jsonl"),
+                      "--selected-data", str(tmp / "s.jsonl"), "--no-plot", "--no-progress"])
+    assert code == 0
+    idx = json.loads(out.read_text())["indices"]
+    assert [json.loads(line) for line in (tmp / "s.jsonl").read_text().splitlines()] == [rows[i] for i in idx]
+
+
+def test_bad_inputs_give_clear_errors(matrix_files, capsys):
+    tmp, A = matrix_files
+    (tmp / "short.json").write_text(json.dumps(TASKS[:-1]))
+    base = ["bids", "--influence", str(tmp / "A.npy"), "--output", str(tmp / "x.json"), "--no-plot"]
+    assert cf_select(base + ["--val-tasks", str(tmp / "short.json")]) == 2
+    assert "10 validation task label(s)" in capsys.readouterr().err
+    bad = A.copy()
+    bad[17, 3] = np.nan
+    np.save(tmp / "bad.npy", bad)
+    assert cf_select(["bids", "--influence", str(tmp / "bad.npy"), "--val-tasks", str(tmp / "tasks.json"),
+                      "--output", str(tmp / "x.json"), "--no-plot"]) == 2
+    assert "non-finite value in row 17" in capsys.readouterr().err
+    assert cf_select(["bids", "--output", str(tmp / "x.json")]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert cf_select(base + ["--val-tasks", str(tmp / "tasks.json"), "--budget", "0"]) == 2
+    assert "budget" in capsys.readouterr().err
+    assert not (tmp / "x.json").exists()
