@@ -72,12 +72,18 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--dims", type=int, default=256)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--vocab-size", type=int, default=32000,
+                    help="model vocabulary (embedding/LM-head rows; Mistral-7B has 32000, Llama-3 128256). The "
+                         "tiny test tokenizer only uses the first few hundred ids; the rest make the LM head as "
+                         "costly as a real model's. 0 = the tokenizer's own size")
     ap.add_argument("--instructions", type=int, default=24)
     ap.add_argument("--candidates", type=int, default=8)
     ap.add_argument("--prompt-words", type=int, default=120, help="instruction length in words")
     ap.add_argument("--response-words", type=int, nargs=2, default=(15, 60), metavar=("MIN", "MAX"))
     ap.add_argument("--max-batch-tokens", type=int, default=4096)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 by default because on a shared, oversubscribed CPU more threads make "
+                         "timings erratic (0 = torch's choice)")
     ap.add_argument("--repeats", type=int, default=2, help="best of N timings")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -91,17 +97,23 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     tok = build_tokenizer()
     model = build_model(tok, n_layer=args.layers, n_embd=args.dims, n_head=args.heads, n_positions=2048)
+    if args.vocab_size and args.vocab_size > len(tok):
+        model.resize_token_embeddings(args.vocab_size, mean_resizing=False)
     groups = make_pool(tok, args.instructions, args.candidates, args.prompt_words, tuple(args.response_words),
                        args.seed)
     tokens = sum(g.n_tokens for g in groups)
     n_cand = sum(len(g.response_ids) for g in groups)
     prompt_len = sum(len(g.prompt_ids) for g in groups) / len(groups)
     resp_len = sum(len(r) for g in groups for r in g.response_ids) / n_cand
-    print(f"model: GPT-2 {args.layers} layers x {args.dims} dims, vocab {len(tok)}, float32, "
+    print(f"model: GPT-2 {args.layers} layers x {args.dims} dims, model vocab {model.config.vocab_size} "
+          f"(tokenizer {len(tok)}), float32, "
           f"{torch.get_num_threads()} torch thread(s)")
     print(f"pool: {len(groups)} instructions x {args.candidates} candidates; mean prompt {prompt_len:.0f} tok, "
           f"mean response {resp_len:.0f} tok; {tokens} prompt+response tokens in all")
 
+    reused = sum(len(g.prompt_ids) + sum(len(r) - 1 for r in g.response_ids) for g in groups)
+    print(f"token positions run through the model: naive {tokens}, with prompt reuse {reused} "
+          f"({tokens / reused:.2f}x fewer)")
     naive_t, naive = timed(lambda: naive_scores(model, groups), args.repeats)
     reuse = HFScorer(model, max_batch_tokens=args.max_batch_tokens, prefix_reuse=True, pad_token_id=tok.pad_token_id)
     reuse_t, fast = timed(lambda: reuse.score(groups), args.repeats)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from cf_tasks.jsonl import dumps, iter_jsonl
@@ -169,10 +168,3 @@ def to_dataset(rows: Iterable[dict]):
     from datasets import Dataset
 
     return Dataset.from_list(list(rows))
-
-
-def existing_path(path: str | Path, what: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{what} not found: {p}")
-    return p

@@ -52,7 +52,13 @@ def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any]:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # HFLM defaults to cuda even where there is none
-    lm = HFLM(pretrained=str(model), batch_size=spec.batch_size, device=device)
+    kwargs: dict[str, Any] = {"pretrained": str(model)}
+    adapter_config = Path(model) / "adapter_config.json"
+    if adapter_config.is_file():  # a LoRA adapter saved without merging: load its base model plus the adapter
+        import json
+
+        kwargs = {"pretrained": json.loads(adapter_config.read_text())["base_model_name_or_path"], "peft": str(model)}
+    lm = HFLM(batch_size=spec.batch_size, device=device, **kwargs)
     gen_kwargs = {"max_gen_toks": spec.max_gen_toks} if spec.max_gen_toks else None
     results = simple_evaluate(
         model=lm, tasks=list(spec.tasks), task_manager=task_manager(spec.include_path, spec.include_default_tasks), limit=spec.limit,

@@ -36,9 +36,8 @@ RewardFunc = Callable[..., list]
 DEFAULT_SCORER = "training.rewards:score_set_answer"
 
 SCORERS: dict[str, str] = {
-    # Math word problems are scored by the lm-eval math scorer (numeric equivalence),
-    # which another module provides; see :func:`scorer_for`.
-    "gsm": "cf_tasks.lmeval.math_scoring:score_math",
+    # Math word problems: one exact number, as the lm-eval math task scores it.
+    "gsm": "training.rewards:score_math_answer",
 }
 """Family name -> ``"module:attr"`` of its scorer; families not listed use :data:`DEFAULT_SCORER`."""
 
@@ -87,6 +86,18 @@ def score_set_answer(response_text: str, gold: Any) -> Mapping[str, float]:
     if isinstance(gold, (str, int, float)) or gold is None:
         gold = [gold]
     return score_set(response_text, gold)
+
+
+def score_math_answer(response_text: str, gold: Any) -> Mapping[str, float]:
+    """Accuracy of a math item (one number, exact fractions) via the lm-eval math task's own scorer.
+
+    Reported as both ``exact_match`` and ``f1`` so every set reward has a meaning on math items.
+    """
+    from cf_tasks.lmeval.math_scoring import gold_number, score_number
+
+    answer = list(gold) if isinstance(gold, (list, tuple)) else [gold]
+    score = float(score_number(response_text, gold_number({"answer": answer})))
+    return {"exact_match": score, "f1": score}
 
 
 def completion_text(completion: Any) -> str:

@@ -135,16 +135,23 @@ def harden(config):
         # keeping access to root-owned files): it unshares directly and drops to nobody below.
         flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | (0 if was_root else CLONE_NEWUSER)
         if libc.unshare(flags) == 0:
+            mapped = True
             if was_root:
                 report["user_namespace"] = "not needed (root: set-up as root, then dropped to nobody)"
             else:
-                _write_file("/proc/self/setgroups", "deny")
-                _write_file("/proc/self/uid_map", "0 %d 1" % uid)
-                _write_file("/proc/self/gid_map", "0 %d 1" % gid)
-                report["user_namespace"] = "enforced (uid %d outside)" % uid
+                try:  # can fail where a security module restricts unprivileged namespaces
+                    _write_file("/proc/self/setgroups", "deny")
+                    _write_file("/proc/self/uid_map", "0 %d 1" % uid)
+                    _write_file("/proc/self/gid_map", "0 %d 1" % gid)
+                    report["user_namespace"] = "enforced (uid %d outside)" % uid
+                except OSError as exc:
+                    mapped = False
+                    report["user_namespace"] = "unavailable: could not map ids (%s)" % exc
             report["network_namespace"] = "enforced (no interfaces, no loopback)"
             report["pid_namespace"] = "enforced (server is PID 1; its death kills every job process)"
             try:
+                if not mapped:
+                    raise OSError("no usable user namespace")
                 scratch_root = _build_root(config["binds"], int(config["scratch_mb"]))
                 report["filesystem"] = ("enforced (read-only private root with system and Python folders only; "
                                         "%d MiB scratch tmpfs)" % config["scratch_mb"])
@@ -187,8 +194,11 @@ def harden(config):
     else:
         report["no_new_privs"] = "unavailable: %s" % os.strerror(ctypes.get_errno())
         report["landlock"] = "unavailable: needs no_new_privs"
-    report["nproc"] = ("enforced (RLIMIT_NPROC=0: no fork, spawn or thread)" if os.geteuid() != 0
-                       else "unavailable: running as root")
+    # Inside our user namespace geteuid() is 0 but the kernel counts (and limits) the real
+    # user; only real root, which failed to drop, bypasses RLIMIT_NPROC.
+    real_root = was_root and not report["uid"].startswith("enforced")
+    report["nproc"] = ("unavailable: running as root" if real_root
+                       else "enforced (RLIMIT_NPROC=0: no fork, spawn or thread)")
     return report, scratch_root
 
 

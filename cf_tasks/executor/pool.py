@@ -84,7 +84,22 @@ def encode_request(jobs: Sequence[Job]) -> bytes:
             i = index[job.source] = len(sources)
             sources.append(job.source)
         rows.append((i, job.entry_point, list(job.calls)))
-    return encode(json.dumps({"src": sources, "jobs": rows}, separators=(",", ":")).encode("utf-8"))
+    try:
+        text = json.dumps({"src": sources, "jobs": rows}, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise not_json(jobs, exc) from None
+    return encode(text.encode("utf-8"))
+
+
+def not_json(jobs: Sequence[Job], exc: Exception) -> ValueError:
+    """A ValueError naming the first job argument that cannot be sent as JSON."""
+    for i, job in enumerate(jobs):
+        for k, call in enumerate(job.calls):
+            try:
+                json.dumps(dict(call), allow_nan=False)
+            except (TypeError, ValueError) as err:
+                return ValueError(f"jobs[{i}].calls[{k}] is not JSON-serialisable: {err}")
+    return ValueError(f"jobs are not JSON-serialisable: {exc}")
 
 
 class BatchFailed(Exception):

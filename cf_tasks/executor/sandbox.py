@@ -20,11 +20,12 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
 from .framing import FrameError, FrameReader, encode, write_all
-from .pool import decode_job_reply, site_paths, worker_env
+from .pool import decode_job_reply, not_json, site_paths, worker_env
 from .types import CallResult, Job, Limits
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._closed = False
         self._scratch = tempfile.mkdtemp(prefix="cf-sandbox-")
+        # Removed even when close() is never called (at garbage collection or exit).
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._scratch, True)
         self._config = {
             "memory_bytes": limits.memory_mb << 20,
             "call_timeout": limits.call_timeout_s,
@@ -154,8 +157,11 @@ class SandboxPool:
 
     def _run_locked(self, jobs: Sequence[Job]) -> list[list[CallResult]]:
         out: list[list[CallResult] | None] = [None] * len(jobs)
-        request = json.dumps({"jobs": [[j.source, j.entry_point, list(j.calls)] for j in jobs]},
-                             separators=(",", ":")).encode("utf-8")
+        try:
+            request = json.dumps({"jobs": [[j.source, j.entry_point, list(j.calls)] for j in jobs]},
+                                 separators=(",", ":"), allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise not_json(jobs, exc) from None
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         assert self._proc is not None and self._reader is not None
@@ -194,7 +200,7 @@ class SandboxPool:
                 except (OSError, subprocess.TimeoutExpired):
                     pass
                 self._kill()
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._cleanup()
 
 
 def verdict(job: Job, meta: dict, payload: bytes, limits: Limits) -> list[CallResult]:

@@ -4,30 +4,32 @@ Started by :mod:`cf_tasks.executor.sandbox` as a script (``python -I -S zygote.p
 so it is small (forking is cheap, anchors §1.3) and independent of the caller's start
 method. Standard library only; it never runs a program itself.
 
-Start-up (once, best effort, every step recorded in the isolation report):
+Start-up (once, best effort, every layer recorded in the isolation report; the layers
+live in ``hardening.py``):
 
 1. ``unshare`` user + network + mount + PID namespaces (no root needed where unprivileged
    user namespaces are allowed; root skips the user namespace): no network at all (not
    even the host's loopback), and a private mount table.
-2. When running as root, drop to ``nobody`` after set-up so that file permissions and
-   ``RLIMIT_NPROC`` apply (root bypasses both).
-3. A new root filesystem: a read-only tmpfs holding read-only bind mounts of the system
-   and Python directories only, ``/dev/null``-style devices and a size-limited scratch
-   tmpfs; ``pivot_root`` into it and detach the old root, so the caller's files (home,
-   project, temp files) do not exist for the program.
-4. Drop every capability (bounding set and effective/permitted sets), set
-   ``PR_SET_NO_NEW_PRIVS``, restrict the file system (and, on newer kernels, TCP and
-   signals) with Landlock, and, when ``pyseccomp`` is importable, compile a seccomp
-   deny-list once (loaded by each child with one ``prctl``); then fork the server, which is PID 1 of the new PID namespace
-   (its death kills every process in the namespace; signals from inside cannot kill it).
+2. A new root file system: a read-only tmpfs holding read-only bind mounts of the system
+   and Python folders only, a few devices and a size-limited scratch tmpfs; ``pivot_root``
+   into it and detach the old root, so the caller's files (home, project, temp files) do
+   not exist for the program.
+3. Running as root: drop to ``nobody`` so that file permissions and ``RLIMIT_NPROC``
+   apply (root bypasses both).
+4. Drop every capability, set ``PR_SET_NO_NEW_PRIVS``, restrict the file system (and, on
+   newer kernels, TCP and signals) with Landlock, and, when ``pyseccomp`` is importable,
+   compile a seccomp deny-list once (each child loads it with one ``prctl``).
+5. Fork the server, which is PID 1 of the new PID namespace: its death kills every
+   process in the namespace, and signals from inside cannot kill it.
 
 Per job the server forks a child that calls ``setsid``, becomes non-dumpable (no ptrace by
-siblings), sets rlimits (CPU, AS, FSIZE, NOFILE, NPROC=0, CORE=0), loads the seccomp
-filter, moves into a fresh scratch folder, scrubs the environment, closes every fd except its result pipe (stdin,
-stdout, stderr go to the null device), then runs the job with the trusted worker's
-``Runner`` and writes the JSON reply. The server enforces the job's wall-clock deadline
-with ``killpg(SIGKILL)``, caps the reply size, reaps the child, empties its scratch folder,
-and forwards the raw reply and exit status to the parent, which computes every verdict.
+siblings), sets rlimits (CPU, AS, FSIZE, NOFILE, NPROC=0, CORE=0), moves into an empty
+private scratch folder, closes every fd except its result pipe (stdin, stdout and stderr
+go to the null device), loads the seccomp filter, and runs the job with the trusted
+worker's ``Runner`` in the server's scrubbed environment, writing the JSON reply. The
+server enforces the job's wall-clock deadline with ``killpg(SIGKILL)``, caps the reply
+size, reaps the child, empties its scratch folder, and forwards the raw reply and exit
+status to the parent, which computes every verdict.
 
 Protocol with the parent: 4-byte big-endian length frames. Request:
 ``{"jobs": [[source, entry_point, [kwargs, ...]], ...]}``. Replies, per job in completion
@@ -90,7 +92,6 @@ class Server:
         self.parallel = max(1, int(config["parallel"]))
         self.cap = int(config["output_bytes"]) + 4096
         self.is_init = os.getpid() == 1
-        self.serial = 0
         self.exited = {}
         self.free_slots = []
         self.bpf = None
@@ -125,13 +126,11 @@ class Server:
         os.dup2(wfd, 3)
         os.closerange(4, 1 << 16)
         _set(resource.RLIMIT_NOFILE, int(cfg["nofile"]))
-        if os.geteuid() != 0:
-            _set(resource.RLIMIT_NPROC, 0)
+        _set(resource.RLIMIT_NPROC, 0)  # ignored only by real root (see the report)
         if self.bpf is not None:
             hd.check(hd.libc.prctl(hd.PR_SET_SECCOMP, hd.SECCOMP_MODE_FILTER, ctypes.byref(self.bpf), 0, 0), "seccomp")
         os.environ["HOME"] = os.environ["TMPDIR"] = scratch  # the rest was scrubbed in the server
         del job, cfg
-        gc.disable()  # short-lived: no collection pauses or copy-on-write of the server's objects
         text = self.runner.run_job(source, entry_point, calls)
         self.worker._write_all(3, text.encode("utf-8"))
         os._exit(0)

@@ -89,7 +89,7 @@ def _top_rows(col: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest entries of ``col``, sorted by (value desc, index asc)."""
     D = col.shape[0]
     if k < D:
-        threshold = col[np.argpartition(col, D - k)[D - k:]].min()
+        threshold = np.partition(col, D - k)[D - k]  # the k-th largest value
         cand = np.flatnonzero(col >= threshold)  # ascending indices
         if cand.size > k:  # ties at the threshold: keep the lowest-index ones
             above = np.flatnonzero(col > threshold)
@@ -105,57 +105,92 @@ def _top_rows(col: np.ndarray, k: int) -> np.ndarray:
     return cand[order]
 
 
-def sorted_top_rows(Z: np.ndarray, k: int) -> np.ndarray:
-    """``(k, V)`` array: per column the row indices of its top ``k`` values, best first."""
+def sorted_top_rows(Z: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per column, the row indices of its top ``k`` values, best first (ties: lowest index first)."""
     D, V = Z.shape
-    dtype = np.int32 if D < 2**31 else np.int64
-    order = np.empty((k, V), dtype=dtype)
+    k = min(k, D)
+    out: list[np.ndarray] = []
     for j0 in range(0, V, _COLUMN_BLOCK):
         block = np.ascontiguousarray(np.asarray(Z[:, j0:j0 + _COLUMN_BLOCK]).T)
-        for offset, col in enumerate(block):
-            order[:, j0 + offset] = _top_rows(col, k)
-    return order
+        out.extend(_top_rows(col, k) for col in block)
+    return out
 
 
-def bids_greedy(Z: np.ndarray, budget: int, *, progress: bool = False) -> GreedyResult:
-    """The BIDS greedy loop on an already normalised matrix; exact, O(D V + V B log B + B V)."""
+class _Columns:
+    """Each column's rows sorted best first, materialised lazily.
+
+    Only the first ``initial`` rows of a column are sorted up front; a pointer
+    that runs past them triggers a re-sort of a 4x longer prefix (the same
+    ordering, so positions stay valid), up to ``limit`` = the budget, which no
+    pointer can pass. Pointers rarely go deep (a column's pointer only moves
+    past rows already selected), so this keeps the set-up near O(D V).
+    """
+
+    def __init__(self, Z: np.ndarray, limit: int, initial: int):
+        self.Z = Z
+        self.limit = min(limit, Z.shape[0])
+        self.orders = sorted_top_rows(Z, min(initial, self.limit))
+
+    def row(self, j: int, p: int) -> int:
+        """Row at position ``p`` of column ``j``, or -1 past the limit."""
+        order = self.orders[j]
+        if p >= order.size:
+            if order.size >= self.limit:
+                return -1
+            order = _top_rows(np.ascontiguousarray(self.Z[:, j]), min(self.limit, 4 * order.size))
+            self.orders[j] = order
+        return int(order[p])
+
+
+def bids_greedy(Z: np.ndarray, budget: int, *, progress: bool = False, initial_depth: int = 1024) -> GreedyResult:
+    """The BIDS greedy loop on an already normalised matrix; exact.
+
+    Cost: O(D V) to find each column's top rows, plus O(B V) for the picks and
+    amortised pointer moves (the naive loop is O(B D V)).
+    """
     Z = np.asarray(Z, dtype=np.float64)
     D, V = Z.shape
     B = int(budget)
     if not 1 <= B <= D:
         raise ValueError(f"budget must be between 1 and the number of rows {D}, got {B}")
-    k = B  # at most B - 1 rows are selected before the last pick: a pointer never passes position B - 1
-    order = sorted_top_rows(Z, k)
+    # At most B - 1 rows are selected before the last pick, so a pointer never passes position B - 1.
+    columns = _Columns(Z, B, initial_depth)
     cols = np.arange(V)
     ptr = np.zeros(V, dtype=np.int64)
-    cur_rows = order[0].astype(np.int64)
+    cur_rows = np.array([columns.row(j, 0) for j in range(V)], dtype=np.int64)
     cur_vals = Z[cur_rows, cols]
     selected = np.zeros(D, dtype=bool)
     total = np.zeros(V, dtype=np.float64)
+    mean = np.zeros(V, dtype=np.float64)
+    key = np.empty(V, dtype=np.float64)
     indices = np.empty(B, dtype=np.int64)
     gains = np.empty(B, dtype=np.float64)
     bar = _progress_bar(B, "BIDS greedy") if progress else None
     for t in range(B):
-        mean = total / t if t else np.zeros(V)
-        key = cur_vals - mean
-        best = key.max()
+        if t:
+            np.divide(total, t, out=mean)
+        np.subtract(cur_vals, mean, out=key)
+        j_best = int(key.argmax())
+        best = key[j_best]
         tied_cols = np.flatnonzero(key == best)
-        i = int(min(_rows_at_value(Z, order, ptr, selected, j, mean[j], best) for j in tied_cols))
+        if tied_cols.size == 1:
+            i = _rows_at_value(Z, columns, ptr, selected, j_best, mean[j_best], best)
+        else:
+            i = min(_rows_at_value(Z, columns, ptr, selected, int(j), mean[j], best) for j in tied_cols)
         indices[t] = i
         gains[t] = best
         selected[i] = True
         total += Z[i]
         for j in np.flatnonzero(cur_rows == i):
             p = int(ptr[j]) + 1
-            while p < k and selected[order[p, j]]:
+            row = columns.row(j, p)
+            while row >= 0 and selected[row]:
                 p += 1
+                row = columns.row(j, p)
             ptr[j] = p
-            if p < k:
-                cur_rows[j] = order[p, j]
-                cur_vals[j] = Z[cur_rows[j], j]
-            else:  # every reachable row of this column is taken; only possible at the very end
-                cur_rows[j] = -1
-                cur_vals[j] = -np.inf
+            cur_rows[j] = row
+            # every reachable row of this column is taken (only possible at the very end): never the max again
+            cur_vals[j] = Z[row, j] if row >= 0 else -np.inf
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -163,22 +198,25 @@ def bids_greedy(Z: np.ndarray, budget: int, *, progress: bool = False) -> Greedy
     return GreedyResult(indices, gains)
 
 
-def _rows_at_value(Z, order, ptr, selected, j, m_j, best) -> int:
-    """Lowest unselected row ``i`` with ``Z[i, j] - m_j == best`` (``best`` is column ``j``'s maximum)."""
-    k = order.shape[0]
+def _rows_at_value(Z, columns: _Columns, ptr, selected, j, m_j, best) -> int:
+    """Lowest unselected row ``i`` with ``Z[i, j] - m_j == best`` (``best`` is column ``j``'s maximum).
+
+    Usually just the pointer's row; more only when several rows of the column
+    give the same difference (equal values, or rounding in the subtraction).
+    """
     p = int(ptr[j])
-    lowest = int(order[p, j])
-    p += 1
-    while p < k:
-        row = int(order[p, j])
+    lowest = columns.row(j, p)
+    while True:
+        p += 1
+        row = columns.row(j, p)
+        if row < 0:
+            break
         if selected[row]:
-            p += 1
             continue
         if Z[row, j] - m_j != best:
             return lowest
         lowest = min(lowest, row)
-        p += 1
-    # Ran off the sorted prefix while every entry still tied: scan the column (practically never happens).
+    # Every reachable row still tied: scan the whole column (practically never happens).
     hits = np.flatnonzero((Z[:, j] - m_j == best) & ~selected)
     return int(hits.min())
 

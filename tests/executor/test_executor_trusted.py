@@ -194,3 +194,6 @@ def test_rejects_non_jobs_and_bad_config():
     with Executor(workers=1) as ex:
         with pytest.raises(ValueError, match=r"jobs\[0\]"):
             ex.run([("def f(): pass", "f", ({},))])
+        with pytest.raises(ValueError, match=r"jobs\[1\]\.calls\[1\] is not JSON"):
+            ex.run([job(ADD, [{"x": 1, "r": 2}]), job(ADD, [{"x": 1, "r": 2}, {"x": {1, 2}, "r": 0}])])
+        assert ex.run([job(ADD, [{"x": 1, "r": 2}])]) == [[CallResult("ok", -1)]]

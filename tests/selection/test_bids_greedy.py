@@ -26,13 +26,28 @@ def test_fast_greedy_equals_naive_on_random_matrices(kind):
         else:
             A = zscore_columns(rng.integers(0, 3, size=(D, V)).astype(float))
         for B in {1, int(rng.integers(1, D + 1)), D}:
-            _same(bids_greedy(A, B), bids_greedy_naive(A, B))
+            naive = bids_greedy_naive(A, B)
+            _same(bids_greedy(A, B), naive)
+            # tiny sorted prefixes force the lazy re-sorting of columns whose pointers run deep
+            _same(bids_greedy(A, B, initial_depth=int(rng.integers(1, 4))), naive)
 
 
 def test_fast_greedy_equals_naive_on_a_larger_matrix():
     rng = np.random.default_rng(7)
     A = zscore_columns(rng.normal(size=(600, 40)))
-    _same(bids_greedy(A, 200), bids_greedy_naive(A, 200))
+    naive = bids_greedy_naive(A, 200)
+    _same(bids_greedy(A, 200), naive)
+    _same(bids_greedy(A, 200, initial_depth=2), naive)
+
+
+def test_deep_pointers_on_a_dominated_matrix():
+    # Rows 0..59 beat every other row on every column, so all column pointers must pass 60+ selected rows.
+    rng = np.random.default_rng(11)
+    A = rng.normal(size=(300, 12))
+    A[:60] += 10.0
+    naive = bids_greedy_naive(A, 120)
+    _same(bids_greedy(A, 120, initial_depth=4), naive)
+    assert sorted(naive.indices[:60].tolist()) == list(range(60))
 
 
 def test_rounding_ties_resolve_like_the_naive_loop():
@@ -43,6 +58,7 @@ def test_rounding_ties_resolve_like_the_naive_loop():
     naive = bids_greedy_naive(A, 3)
     assert naive.indices.tolist() == [0, 1, 2]
     _same(bids_greedy(A, 3), naive)
+    _same(bids_greedy(A, 3, initial_depth=1), naive)
 
 
 def test_greedy_semantics_by_hand():

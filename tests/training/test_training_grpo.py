@@ -102,3 +102,19 @@ def test_unknown_family_fails_before_training(tiny_lm_dir, tmp_path):
     with pytest.raises(UnknownPluginError, match="if_else"):
         TRAINERS.get("grpo").train(cfg)
     assert not (tmp_path / "x" / "final").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.vllm
+def test_grpo_with_vllm_colocated_rollouts(tiny_lm_dir, tmp_path):
+    """Two GRPO steps with vLLM generating the rollouts (needs a CUDA GPU and vLLM; skipped elsewhere)."""
+    pytest.importorskip("vllm")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    out = tmp_path / "vllm_run"
+    cfg = grpo_config(tiny_lm_dir, out, use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.2,
+                      save_strategy="no")
+    TRAINERS.get("grpo").train(cfg)
+    assert len([r for r in read_jsonl(out / "train_log.jsonl") if "reward" in r]) == 2

@@ -143,3 +143,15 @@ def test_family_scorer_registry_dispatch(monkeypatch):
 
 def test_scalar_gold_is_a_one_element_set():
     assert exact_match_reward(["\\boxed{42}", "\\boxed{41}"], ["42", 42]) == [1.0, 0.0]
+
+
+def test_math_items_use_the_math_scorer():
+    from training.data import FamilySpec, generate_family_items, item_to_prompt_row
+
+    (item,) = generate_family_items(FamilySpec("gsm", level="easy"), 1, seed=2)
+    row = item_to_prompt_row(item, chat=False, system_prompt=None)
+    gold = item["answer"][0]
+    assert rewards.scorer_for("gsm") is rewards.score_math_answer
+    completions = [f"so \\boxed{{{gold}}}", f"\\boxed{{{gold}.0}}", f"\\boxed{{{gold}, 1000003}}", "\\boxed{}"]
+    out = exact_match_reward(completions, [row["answer"]] * 4, family=["gsm"] * 4)
+    assert out == [1.0, 1.0, 0.0, 0.0]
