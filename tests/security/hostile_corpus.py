@@ -49,20 +49,20 @@ def _entries(m: str) -> list[HostileAnswer]:
     return [
         # -- code: would touch the marker (or forge a verdict) if anything evaluated it -------------
         E("os_system_import", "code", rf"The answer is \boxed{{__import__('os').system('touch {m}')}}", (0,)),
-        E("eval_open", "code", rf"""\boxed{{eval("open('{m}', 'w').write('1')")}}""", (1,)),
+        E("eval_open", "code", rf"""\boxed{{eval("open('{m}', 'w').write('xyz')")}}""", (3,)),
         E("exec_statement", "code", rf"""\boxed{{exec("import os\nos.system('touch {m}')")}}""", (0,)),
         E("subprocess_lambda", "code",
           rf"\boxed{{(lambda: __import__('subprocess').check_output(['touch', '{m}']))()}}", (0,)),
         E("subclasses_walk", "code",
           rf"\boxed{{().__class__.__bases__[0].__subclasses__()[104].__init__.__globals__['sys']"
           rf".modules['os'].system('touch {m}')}}", (0,)),
-        E("frame_walk_forgery", "code", r"\boxed{sys._getframe(1).f_locals['result'].append('passed')}", (1,)),
+        E("frame_walk_forgery", "code", r"\boxed{sys._getframe(1).f_locals['result'].append('passed')}", (7,)),
         E("gc_referrers_forgery", "code",
           r"\boxed{[r for r in __import__('gc').get_referrers(1) if isinstance(r, dict)][0].update(exact_match=1)}",
           (1,)),
         E("python_block_then_box", "code",
           f"```python\nimport os\nos.system('touch {m}')\nprint(7)\n```\n"
-          rf"So the output is \boxed{{os.system('touch {m}') or 7}}", (7,)),
+          rf"So the output is \boxed{{os.system('touch {m}') or len('seven')}}", (5,)),
         E("sympy_symbol_injection", "code", rf"""\boxed{{Symbol('x;__import__("os").system("touch {m}")')}}""", (0,)),
         E("lambdify_payload", "code", rf"""\boxed{{lambdify(x, "__import__('os').system('touch {m}')")(1)}}""", (0,)),
         E("pickle_payload", "code", rf"""\boxed{{__import__('pickle').loads(b"cos\nsystem\n(S'touch {m}'\ntR.")}}""",
@@ -70,14 +70,14 @@ def _entries(m: str) -> list[HostileAnswer]:
         E("yaml_payload", "code", rf"""\boxed{{!!python/object/apply:os.system ["touch {m}"]}}""", (0,)),
         E("ctypes_system", "code", rf"\boxed{{__import__('ctypes').CDLL(None).system(b'touch {m}')}}", (0,)),
         E("open_write", "code", rf"\boxed{{open('{m}', 'w').write('0') and 0}}", (0,)),
-        E("format_string_globals", "code", r"\boxed{{0.__class__.__init__.__globals__}}", (0,)),
+        E("format_string_globals", "code", r"\boxed{{0.__class__.__init__.__globals__}}", (1,)),
         E("jinja_ssti", "code", rf"\boxed{{{{{{ cycler.__init__.__globals__.os.popen('touch {m}').read() }}}}}}", (0,)),
         E("shell_backticks", "code", rf"\boxed{{`touch {m}`}}", (0,)),
-        E("shell_substitution", "code", rf"\boxed{{$(touch {m}; echo 3)}}", (3,)),
+        E("shell_substitution", "code", rf"\boxed{{$(touch {m}; expr 2 + 1)}}", (3,)),
         E("answer_tag_code", "code", f"<answer>__import__('os').system('touch {m}')</answer>", (0,)),
         E("final_answer_code", "code", f"Final answer: __import__('os').system('touch {m}')", (0,)),
         E("nested_list_literal", "code", r"\boxed{" + "[" * 2000 + "1" + "]" * 2000 + "}", (1,),
-          set_correct=True, math_correct=True),
+          set_correct=True),  # the math reader refuses spans over 512 characters
         # -- arithmetic that is only right if evaluated ---------------------------------------------
         E("power_tower_python", "arith", r"\boxed{10**10**10}", (10**10,)),
         E("power_python_small", "arith", r"\boxed{2**10}", (1024,)),
@@ -89,7 +89,7 @@ def _entries(m: str) -> list[HostileAnswer]:
         E("factorial_huge", "arith", r"\boxed{(10^{100})!}", (0,)),
         E("sum_bomb", "arith", r"\boxed{\sum_{i=1}^{10^{100}} i}", (0,)),
         E("product_bomb", "arith", r"\boxed{\prod_{k=1}^{10^{9}} k}", (0,)),
-        E("integral", "arith", r"\boxed{\int_0^{1} 2x\,dx}", (1,)),
+        E("integral", "arith", r"\boxed{\int_0^{3} 2x\,dx}", (9,)),
         E("division_by_zero", "arith", r"\boxed{1/0}", (0,)),
         E("latex_frac_zero", "arith", r"\boxed{\frac{1}{0}}", (0,)),
         E("zero_over_zero", "arith", r"\boxed{0/0}", (0,)),
@@ -101,7 +101,7 @@ def _entries(m: str) -> list[HostileAnswer]:
         E("latex_times_literal", "arith", r"\boxed{3 \times 4}", (12,), math_correct=True),
         E("latex_nested_sqrt_literal", "arith", r"\boxed{\sqrt{\sqrt{\sqrt{\sqrt{65536}}}}}", (2,),
           math_correct=True),
-        E("latex_nested_frac", "arith", r"\boxed{" + r"\frac{1}{" * 40 + "1" + "}" * 40 + "}", (1,)),
+        E("latex_nested_frac", "arith", r"\boxed{" + r"\frac{1}{" * 40 + "2" + "}" * 40 + "}", (2,)),
         # -- huge numbers -----------------------------------------------------------------------------
         E("digits_100k_box", "digits", r"\boxed{" + "7" * 100_000 + "}", (7,)),
         E("digits_100k_tag", "digits", "<answer>" + "7" * 100_000 + "</answer>", (7,)),
@@ -117,7 +117,7 @@ def _entries(m: str) -> list[HostileAnswer]:
         # -- braces and boxes -------------------------------------------------------------------------
         E("nested_braces_100k", "braces", r"\boxed{" + "{" * 100_000 + "3" + "}" * 100_000 + "}", (3,)),
         E("nested_braces_2000_literal", "braces", r"\boxed{" + "{" * 2000 + "3" + "}" * 2000 + "}", (3,),
-          set_correct=True, math_correct=True),
+          set_correct=True),
         E("unbalanced_open_100k", "braces", r"\boxed{" + "{" * 100_000 + "3", (3,)),
         E("nested_boxes_5000", "braces", r"\boxed{" * 5000 + "3" + "}" * 5000, (3,),
           set_correct=True, math_correct=True),
