@@ -9,8 +9,11 @@ batching, as the feature stage does.
 
 The ratio depends on how much of the naive loop is per-call overhead (Python,
 dispatch, thread synchronisation) rather than arithmetic: both paths do the
-same FLOPs. So the timing is repeated with torch's default thread count and
-with one thread, and the default model is the tests' tiny GPT-2 (2 x 64);
+same FLOPs. A plain batched forward/backward (the batch's summed gradient, no
+per-example gradients) is timed too: no batched per-example method can beat
+it, so loop time / plain time is the ceiling of the achievable speed-up.
+Overhead depends on threading, so the timing is repeated with torch's default
+thread count and with one thread. The default model is the tests' tiny GPT-2 (2 x 64);
 larger models on CPU are compute-bound and gain less (try --layers 4 --dim 128).
 
     python benchmarks/bench_bids_gradients.py
@@ -49,7 +52,7 @@ def main() -> None:
 
     from helpers.tiny_lm import build_model, build_tokenizer
     from selection.bids.data import Encoded, collate
-    from selection.bids.gradients import PerExampleGradients, loop_per_example_gradients
+    from selection.bids.gradients import PerExampleGradients, loop_per_example_gradients, per_example_loss
 
     tok = build_tokenizer()
     base = build_model(tok, n_layer=args.layers, n_embd=args.dim, n_head=args.heads)
@@ -80,6 +83,15 @@ def main() -> None:
     def run_loop():
         return [loop_per_example_gradients(model, *b) for b in batches]
 
+    lora_params = [p for p in model.parameters() if p.requires_grad]
+
+    def run_plain():  # the batch's summed gradient only: the floor for any batched per-example method
+        out = []
+        for ids, mask, labels in batches:
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            out.append(torch.autograd.grad(per_example_loss(logits, labels).sum(), lora_params))
+        return out
+
     fast_out, slow_out = run_batched(), run_loop()  # warm-up + correctness
     worst = max(float((f[n] - s[n]).abs().max() / s[n].abs().max().clamp_min(1e-12))
                 for f, s in zip(fast_out, slow_out) for n in s)
@@ -96,12 +108,14 @@ def main() -> None:
     for threads in thread_counts:
         torch.set_num_threads(threads)
         run_batched()  # warm-up at this thread count
-        t_fast, t_slow = timed(run_batched), timed(run_loop)
+        t_fast, t_slow, t_plain = timed(run_batched), timed(run_loop), timed(run_plain)
         n = args.examples
         ratio = t_slow / t_fast
         print(f"[torch threads {threads}]")
         print(f"  batched (hooks+einsum): {n / t_fast:8.1f} examples/s  ({t_fast:.3f} s per pass)")
         print(f"  one backward/example  : {n / t_slow:8.1f} examples/s  ({t_slow:.3f} s per pass)")
+        print(f"  plain batched fwd+bwd : {n / t_plain:8.1f} examples/s  ({t_plain:.3f} s per pass; summed "
+              f"gradient only = ceiling for any batched method: {t_slow / t_plain:.1f}x)")
         print(f"  speed-up: {ratio:.1f}x   goal >= 5x: {'MET' if ratio >= 5 else 'NOT MET'}")
     print(f"max relative difference batched vs loop: {worst:.2e}")
 

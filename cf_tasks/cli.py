@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, KeyError, OSError, ImportError) as exc:  # bad input, unreadable file, broken plugin
+        # (plugins.PluginLoadError is an ImportError): a message naming it, not a traceback
         print(f"cf-tasks {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -73,16 +73,29 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)``; blank lines are skipped, bad lines raise :class:`JSONLError`."""
     with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+        try:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise JSONLError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+                if not isinstance(obj, dict):
+                    raise JSONLError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                yield lineno, obj
+        except UnicodeDecodeError as exc:  # decoding runs ahead of the line loop: find the line again
+            raise JSONLError(f"{path}:{_first_undecodable_line(path)}: not UTF-8 text ({exc.reason})") from None
+
+
+def _first_undecodable_line(path: str | os.PathLike) -> int | str:
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise JSONLError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise JSONLError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno
+    return "?"
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

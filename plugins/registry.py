@@ -124,7 +124,8 @@ class PluginRegistry:
             spec = specs[name]
             try:
                 obj = md.EntryPoint(spec.name, spec.value, self.group).load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a module that exits at import (argparse at top level)
+                # must not end the caller's process: `cf-tasks families` lists the other plugins
                 raise PluginLoadError(
                     f"{self.kind} plugin {name!r} from distribution {spec.distribution!r} failed to import "
                     f"({spec.value}): {type(exc).__name__}: {exc}"

@@ -60,6 +60,24 @@ class GenerationResult:
     report: dict[str, Any]  # counts per filter, attempts, timing
 
 
+_NUMBER_FIELD_TYPES = {"int": (int,), "float": (int, float)}
+
+
+def _check_override_type(family: str, fld: dataclasses.Field, value: Any) -> None:
+    """Reject a wrong-typed number override (``--set max_attempts=abc``) with a message naming the field.
+
+    Without it the wrong type surfaced later as a bare ``TypeError`` from a
+    comparison inside ``validate`` or the generator. Other field types are left
+    to the config's own ``__post_init__``/``validate`` (they may coerce).
+    """
+    allowed = _NUMBER_FIELD_TYPES.get(fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", ""))
+    if allowed is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        kind = "an integer" if fld.type in ("int", int) else "a number"
+        raise ValueError(f"family {family!r}: config field {fld.name!r} must be {kind}, got {value!r}")
+
+
 class Family:
     """Base class of problem families. Register an instance under ``executable_cf.families``."""
 
@@ -84,6 +102,9 @@ class Family:
                 f"family {self.name!r}: unknown config field(s) {', '.join(sorted(unknown))}; "
                 f"fields: {', '.join(sorted(known))}"
             )
+        fields = {f.name: f for f in dataclasses.fields(base)}
+        for key, value in overrides.items():
+            _check_override_type(self.name, fields[key], value)
         cfg = dataclasses.replace(base, **overrides)
         cfg.validate()
         return cfg

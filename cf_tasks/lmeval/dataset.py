@@ -16,8 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from cf_tasks.lmeval.docs import to_dataset_dict
+from plugins.registry import UnknownPluginError
 
 log = logging.getLogger(__name__)
+
+
+class TaskMetadataError(ValueError):
+    """Bad ``metadata:`` in a task YAML; the message names the YAML file and the field."""
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -56,14 +61,26 @@ def generate_items(family: str, variant: str = "counterfactual", level: str | No
 
 
 def load_family(family: str | None = None, variant: str = "counterfactual", level: str | None = None,
-                n: int = 200, seed: int = 1234, config: dict | None = None, **_ignored: Any):
-    """Generated items of ``family`` as a ``DatasetDict`` with a ``test`` split."""
-    if not family:
-        raise ValueError("task metadata must name a 'family' (see `cf-tasks families`)")
-    return to_dataset_dict(generate_items(family, variant, level, n, seed, config))
+                n: int = 200, seed: int = 1234, config: dict | None = None, config_source: str | None = None,
+                **_ignored: Any):
+    """Generated items of ``family`` as a ``DatasetDict`` with a ``test`` split.
+
+    ``config_source`` is the task YAML's path (lm-eval adds it to the metadata);
+    errors about the metadata name it.
+    """
+    try:
+        if not family:
+            raise ValueError("task metadata must name a 'family' (see `cf-tasks families`)")
+        items = generate_items(family, variant, level, n, seed, config)
+    except UnknownPluginError as exc:
+        raise TaskMetadataError(f"{config_source or '<task metadata>'}: task metadata 'family': {exc}") from exc
+    except ValueError as exc:
+        raise TaskMetadataError(f"{config_source or '<task metadata>'}: {exc}") from exc
+    return to_dataset_dict(items)
 
 
-def load_records(records: str | None = None, variant: str | None = None, **_ignored: Any):
+def load_records(records: str | None = None, variant: str | None = None, config_source: str | None = None,
+                 **_ignored: Any):
     """Program records from a JSONL file (``metadata: {records: path}``), solved by execution if needed.
 
     Relative paths resolve against the current directory (lm-eval does not tell
@@ -72,12 +89,14 @@ def load_records(records: str | None = None, variant: str | None = None, **_igno
     """
     from cf_tasks.solve import solve_file_records
 
+    where = config_source or "<task metadata>"
     if not records:
-        raise ValueError("task metadata must give 'records': the path of a program-record JSONL file")
+        raise TaskMetadataError(f"{where}: task metadata must give 'records': the path of a program-record JSONL file")
     path = Path(records).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"program-record file not found: {path} (relative paths resolve against {Path.cwd()})")
-    items = solve_file_records(path)
+        raise FileNotFoundError(f"{where}: task metadata 'records': program-record file not found: {path} "
+                                f"(relative paths resolve against {Path.cwd()})")
+    items = solve_file_records(path)  # record errors name the record file, line and field
     if variant:
         items = [item for item in items if item.get("variant", "counterfactual") == variant]
     return to_dataset_dict(items)

@@ -52,7 +52,8 @@ def encode_row(row: dict[str, Any], tokenizer, config: DataConfig, *, where: str
     else:
         raise ValueError(
             f"{where}: row needs a {config.messages_field!r} list or both {config.prompt_field!r} and "
-            f"{config.completion_field!r} fields (or {FALLBACK_FIELDS[0]!r}/{FALLBACK_FIELDS[1]!r}); it has {sorted(row)}"
+            f"{config.completion_field!r} fields (or {FALLBACK_FIELDS[0]!r}/{FALLBACK_FIELDS[1]!r}); "
+            f"it has {sorted(row)}"
         )
     prompt, completion = row[prompt_field], row[completion_field]
     for name, value in ((prompt_field, prompt), (completion_field, completion)):
@@ -131,7 +132,8 @@ def _truncate(enc: Encoded, max_length: int) -> Encoded:
     return Encoded(enc.input_ids[:max_length], enc.labels[:max_length])
 
 
-def encode_rows(rows: Sequence[dict[str, Any]], tokenizer, config: DataConfig, *, source: str = "rows") -> list[Encoded]:
+def encode_rows(rows: Sequence[dict[str, Any]], tokenizer, config: DataConfig, *,
+                source: str = "rows") -> list[Encoded]:
     """Encode every row; warn once about rows left with no trained token (their gradient is zero)."""
     out = [encode_row(row, tokenizer, config, where=f"{source}:{i + 1}") for i, row in enumerate(rows)]
     empty = [i for i, e in enumerate(out) if e.n_label_tokens == 0]

@@ -11,15 +11,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from selection.bids.greedy import task_means
-
-logger = logging.getLogger(__name__)
 
 
 def compute_diagnostics(M: np.ndarray, indices: Sequence[int], task_names: Sequence[str], task_ids: np.ndarray, *,

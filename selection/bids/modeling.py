@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 PAPER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 

@@ -101,7 +101,7 @@ class PipelineData:
     val_tasks: list[str]
 
 
-def parse_val_specs(specs: Sequence[str], task_field: str) -> list[tuple[str | None, Path]]:
+def parse_val_specs(specs: Sequence[str]) -> list[tuple[str | None, Path]]:
     """``TASK=FILE`` or ``FILE`` (rows carry ``task_field``) -> ``[(task or None, path)]``."""
     out = []
     for spec in specs:
@@ -118,7 +118,7 @@ def load_validation(config: BidsConfig) -> tuple[list[dict[str, Any]], list[str]
     from selection.io import iter_rows
 
     val_rows, val_tasks = [], []
-    for task, path in parse_val_specs(config.val or [], config.data.task_field):
+    for task, path in parse_val_specs(config.val or []):
         for origin, row in iter_rows(path):
             name = task if task is not None else row.get(config.data.task_field)
             if not isinstance(name, str) or not name:
@@ -148,6 +148,7 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
     from selection.bids.checkpoints import checkpoint_weights, list_checkpoints, load_adam_moments
     from selection.bids.data import encode_rows, pad_token_id
     from selection.bids.features import GradientFeaturizer, compute_feature_shards, encodings_fingerprint, load_shards
+    from selection.bids.gradients import PerExampleGradients
     from selection.bids.influence import build_influence_matrix
     from selection.bids.modeling import attach_adapter, load_adapter_weights, load_base_model, load_tokenizer, \
         resolve_device
@@ -161,10 +162,11 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
     write_json(work / "tasks.json", data.val_tasks, indent=None)
     stages = set(config.stages)
     device = resolve_device(config.features.device)
-    tokenizer = load_tokenizer(config.model)
-    train_enc = encode_rows(data.train_rows, tokenizer, config.data, source=str(config.train))
-    val_enc = encode_rows(data.val_rows, tokenizer, config.data, source="validation")
-    train_fp, val_fp = encodings_fingerprint(train_enc), encodings_fingerprint(val_enc)
+    if stages & {"warmup", "features", "matrix"}:  # the selection alone needs no model
+        tokenizer = load_tokenizer(config.model)
+        train_enc = encode_rows(data.train_rows, tokenizer, config.data, source=str(config.train))
+        val_enc = encode_rows(data.val_rows, tokenizer, config.data, source="validation")
+        train_fp, val_fp = encodings_fingerprint(train_enc), encodings_fingerprint(val_enc)
     warm_dir = work / "warmup"
 
     if "warmup" in stages:
@@ -189,8 +191,6 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
                 model = attach_adapter(base, ckpt.path)
             else:
                 load_adapter_weights(model, ckpt.path)
-            from selection.bids.gradients import PerExampleGradients
-
             if projector is None:
                 projector = RademacherProjector(
                     PerExampleGradients(model).shapes, fcfg.proj_dim, fcfg.proj_seed, device=device,
@@ -235,9 +235,10 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
     if "select" not in stages:
         return None
     A = load_matrix(matrix_path)
-    if A.shape != (len(train_enc), len(val_enc)):
-        raise ValueError(f"{matrix_path}: shape {A.shape} does not match {len(train_enc)} training x "
-                         f"{len(val_enc)} validation rows; run the matrix stage")
+    n_train, n_val = len(data.train_rows), len(data.val_rows)
+    if A.shape != (n_train, n_val):
+        raise ValueError(f"{matrix_path}: shape {A.shape} does not match {n_train} training x {n_val} "
+                         "validation rows; run the matrix stage")
     selection = select_from_matrix(A, data.val_tasks, config.select, progress=progress)
     selection.diagnostics["influence"] = str(matrix_path)
     rows_path = Path(config.selected_data) if config.selected_data else default_rows_path(config.output)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from selection.base import Selection, Selector
-from selection.bids.config import (SUBCONFIGS, BidsConfig, SelectConfig, add_dataclass_arguments,
-                                   config_from_namespace)
-
-logger = logging.getLogger(__name__)
+from selection.bids.config import SUBCONFIGS, BidsConfig, add_dataclass_arguments, config_from_namespace
 
 
 class BidsSelector(Selector):
@@ -28,28 +25,28 @@ class BidsSelector(Selector):
     name = "bids"
     config_cls = BidsConfig
 
-    def select(self, pool: Any, config: BidsConfig | SelectConfig) -> Selection:
-        """``pool`` is an influence matrix (``np.ndarray``, train x validation) or training rows.
+    def select(self, pool: Any, config: BidsConfig) -> Selection:
+        """Select from ``pool``, one of:
 
-        With a matrix, ``config`` is a :class:`SelectConfig` plus the column tasks
-        via ``config.val_tasks`` of a :class:`BidsConfig` (a JSON file path) or
-        ``select_from_matrix``. With training rows (list of dicts), the whole
-        pipeline runs with ``config`` (a :class:`BidsConfig` whose ``train`` is
-        ignored).
+        - an influence matrix (``np.ndarray``, train x validation): only the
+          selection runs; ``config.val_tasks`` names the JSON list of column tasks
+          (or call :func:`selection.bids.pipeline.select_from_matrix` directly);
+        - training rows: a list of dicts, a pool file path, or a
+          :class:`selection.io.Pool` (one row per candidate, as ``candidate_row``
+          writes it): the whole pipeline runs with ``config`` (validation sets,
+          model and work folder from it; ``config.train`` is not read).
         """
         from selection.bids.pipeline import load_tasks, run_pipeline, select_from_matrix
 
+        if not isinstance(config, BidsConfig):
+            raise ValueError(f"the bids selector needs a BidsConfig, got {type(config).__name__}")
         if isinstance(pool, np.ndarray):
-            if not isinstance(config, BidsConfig) or config.val_tasks is None:
+            if config.val_tasks is None:
                 raise ValueError("val_tasks: selecting from a matrix needs the task of each column "
                                  "(BidsConfig.val_tasks, or call selection.bids.pipeline.select_from_matrix)")
             return select_from_matrix(pool, load_tasks(config.val_tasks), config.select)
-        if not isinstance(config, BidsConfig):
-            raise ValueError("the BIDS pipeline needs a BidsConfig")
-        rows = list(pool)
-        if not rows or not all(isinstance(r, dict) for r in rows):
-            raise ValueError("pool must be an influence matrix or a non-empty list of training rows (dicts)")
-        config = dataclasses.replace(config, train=config.train or "<memory>")
+        rows, source = _training_rows(pool)
+        config = dataclasses.replace(config, train=source)
         selection = run_pipeline(config, data=_data_with_rows(config, rows))
         if selection is None:
             raise ValueError("stages: the select stage did not run, so there is no selection to return")
@@ -71,18 +68,25 @@ class BidsSelector(Selector):
         progress = getattr(args, "progress", True)
         if config.influence is not None:
             A = load_matrix(config.influence)
-            selection = select_from_matrix(A, load_tasks(config.val_tasks), config.select, progress=progress)
-            selection.diagnostics["influence"] = str(config.influence)
-            png = write_selection(selection, config.output, plot=config.plot)
-            if config.selected_data:
-                if not config.train:
-                    raise ValueError("selected_data: writing the selected rows needs --train (the pool file)")
-                from selection.io import iter_rows, write_rows
+            rows = None
+            if config.selected_data and not config.train:
+                raise ValueError("selected_data: writing the selected rows needs --train (the pool file)")
+            if config.train:
+                from selection.io import iter_rows
 
                 rows = [row for _, row in iter_rows(config.train)]
                 if len(rows) != A.shape[0]:
                     raise ValueError(f"{config.train}: {len(rows)} rows but the matrix has {A.shape[0]}")
-                write_rows(config.selected_data, (rows[i] for i in selection.indices))
+            selection = select_from_matrix(A, load_tasks(config.val_tasks), config.select, progress=progress)
+            selection.diagnostics["influence"] = str(config.influence)
+            if rows is not None:
+                from selection.bids.pipeline import default_rows_path
+                from selection.io import write_rows
+
+                rows_path = Path(config.selected_data) if config.selected_data else default_rows_path(config.output)
+                selection.diagnostics["selected_data"] = str(rows_path)
+                write_rows(rows_path, (rows[i] for i in selection.indices))
+            png = write_selection(selection, config.output, plot=config.plot)
         else:
             selection = run_pipeline(config, progress=progress)
             if selection is None:
@@ -93,9 +97,24 @@ class BidsSelector(Selector):
         print(f"{info['method']} ({'z-scored' if info['normalized'] else 'raw'} matrix): selected {info['budget']} "
               f"of {info['pool_size']} rows -> {config.output}")
         print(format_diagnostics(info["diagnostics"]))
+        if "selected_data" in info:
+            print(f"selected rows: {info['selected_data']}")
         if png is not None:
             print(f"plot: {png}")
         return 0
+
+
+def _training_rows(pool: Any) -> tuple[list[dict], str]:
+    from selection.io import Pool, candidate_row, iter_rows
+
+    if isinstance(pool, (str, PathLike)):
+        return [row for _, row in iter_rows(pool)], str(pool)
+    if isinstance(pool, Pool):
+        return [candidate_row(pool, e, j) for e in pool.entries for j in range(len(e.responses))], pool.source
+    rows = list(pool)
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("pool must be an influence matrix, a pool file, a Pool or a non-empty list of rows (dicts)")
+    return rows, "<memory>"
 
 
 def _data_with_rows(config: BidsConfig, rows: list[dict]):

@@ -82,7 +82,10 @@ class GrapeSelector(Selector):
         ranked = []
         for i, entry in enumerate(pool.entries):
             means = [s.mean for s in run.scores[i]] if run is not None and run.scores is not None else None
-            k = config.k_for(entry.row, len(entry.responses))
+            try:
+                k = config.k_for(entry.row, len(entry.responses))
+            except ValueError as exc:
+                raise ValueError(f"{entry.origins[0]}: {exc}") from None
             ranked.append(rank(means, config.mode, n=len(entry.responses), seed=config.seed, key=entry.key)[:k])
         return GrapeResult(pool, config, run, ranked)
 

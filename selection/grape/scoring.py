@@ -22,7 +22,7 @@ from typing import Any
 
 from selection.grape.config import GrapeConfig
 from selection.grape.prompting import EncodedGroup, encode_group
-from selection.grape.scoring_hf import TokenScore
+from selection.grape.scoring_hf import SequenceTooLong, TokenScore
 from selection.grape.shards import ShardStore, model_identity, pool_digest
 from selection.io import Pool
 
@@ -66,9 +66,14 @@ def process_info(config: GrapeConfig) -> ProcessInfo:
     """This process's rank under ``accelerate launch`` (plain single process otherwise)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ProcessInfo(device=config.device)
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without cpu=True, accelerate treats a CPU-only torchrun launch as one process.
+    state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
+    if state.num_processes == 1:
+        logger.warning("WORLD_SIZE=%s but accelerate sees one process; every process will score every shard",
+                       os.environ.get("WORLD_SIZE"))
     return ProcessInfo(state.process_index, state.num_processes, config.device or str(state.device),
                        state.wait_for_everyone)
 
@@ -129,7 +134,11 @@ def score_pool(pool: Pool, config: GrapeConfig, *, work_dir: str | os.PathLike |
             for n, i in enumerate(pending, start=1):
                 start, stop = store.bounds(i)
                 groups = encode_range(tokenizer, pool, config, start, stop)
-                store.write(i, scorer.score(groups, progress=bar.update))
+                try:
+                    scores = scorer.score(groups, progress=bar.update)
+                except SequenceTooLong as exc:
+                    raise ValueError(f"{pool.entries[start + exc.group].origins[0]}: {exc}") from None
+                store.write(i, scores)
                 run.shards_computed.append(i)
                 run.tokens += sum(g.n_tokens for g in groups)
                 bar.set_postfix_str(f"shard {n}/{len(pending)}")

@@ -55,6 +55,14 @@ class TokenScore:
         return self.logprob_sum / self.n_tokens
 
 
+class SequenceTooLong(ValueError):
+    """A candidate does not fit the model's context; ``group`` is its index in the scored list."""
+
+    def __init__(self, group: int, message: str):
+        super().__init__(message)
+        self.group = group
+
+
 def pack(lengths: Sequence[int], budget: int, extra: Callable[[list[int]], int] | None = None) -> list[list[int]]:
     """Split indices (already in the desired order) into runs whose rows x width fits ``budget``.
 
@@ -114,10 +122,23 @@ class HFScorer:
     # -- public -------------------------------------------------------------------------------
     def score(self, groups: Sequence[EncodedGroup], progress: Callable[[int], None] | None = None
               ) -> list[list[TokenScore]]:
+        self._check_lengths(groups)
         with self.torch.inference_mode():
             if self.prefix_reuse:
                 return self._score_reuse(groups, progress)
             return self._score_full(groups, progress)
+
+    def _check_lengths(self, groups: Sequence[EncodedGroup]) -> None:
+        """Fail with a readable message instead of an index error deep inside the model."""
+        cfg = self.model.config
+        limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        if not limit:
+            return
+        for gi, g in enumerate(groups):
+            longest = len(g.prompt_ids) + max(len(r) for r in g.response_ids)
+            if longest > limit:
+                raise SequenceTooLong(gi, f"prompt + response is {longest} tokens, more than the model's {limit} "
+                                          "positions")
 
     # -- KV-reuse path ------------------------------------------------------------------------
     def _score_reuse(self, groups: Sequence[EncodedGroup], progress) -> list[list[TokenScore]]:

@@ -26,6 +26,7 @@ import importlib
 import json
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -185,11 +186,36 @@ def _entries(m: str) -> list[HostileAnswer]:
 
 
 def build_corpus(marker: str | Path) -> list[HostileAnswer]:
-    """The corpus; ``marker`` is the path that code-injection entries try to create."""
+    """The corpus; ``marker`` is the path that code-injection entries try to create.
+
+    The path must hold no digit: the set parser reads every number in a box, so
+    digits in the path would change what the code entries parse to.
+    """
+    if re.search(r"[0-9]", str(marker)):
+        raise ValueError(f"marker path must hold no digit: {marker}")
     entries = _entries(str(marker))
     names = [e.name for e in entries]
     assert len(names) == len(set(names)), "duplicate entry names"
     return entries
+
+
+def marker_dir() -> Path:
+    """A fresh, digit-free folder under the system temp dir (see :func:`build_corpus`)."""
+    import secrets
+    import string
+    import tempfile
+
+    base = Path(tempfile.gettempdir())
+    if re.search(r"[0-9]", str(base)):
+        base = Path("/tmp")
+    for _ in range(100):
+        path = base / ("cf_hostile_" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(12)))
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError("could not create a marker folder")
 
 
 # -- adapters: one callable per parser / metric / reward, each returning JSON-able data -----------
@@ -277,60 +303,49 @@ def expected_correct(adapter: str, entry: HostileAnswer) -> bool:
 
 # -- audit: nothing may execute, spawn, connect or open files while hostile text is scored -------
 
-FORBIDDEN_EVENTS = {
+FORBIDDEN_EVENTS = frozenset({
     "exec", "compile", "import", "open", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
     "os.forkpty", "os.startfile", "os.kill", "os.killpg", "os.remove", "os.rename", "os.mkdir", "os.chmod",
-    "subprocess.Popen", "pty.spawn", "socket.connect", "socket.bind", "socket.__new__", "ctypes.dlopen",
+    "subprocess.Popen", "pty.spawn", "socket.__new__", "socket.connect", "socket.bind", "ctypes.dlopen",
     "ctypes.dlsym", "ctypes.call_function", "pickle.find_class", "marshal.loads", "shutil.rmtree",
     "builtins.input", "code.__new__", "function.__new__",
-}
-# sympy.Number(str) (reached through Math-Verify's latex2sympy2_extended for an ANTLR NUMBER
-# token) runs sympy's parse_expr on that token: digits only, by the grammar. Allowed exactly.
+})
+# sympy.Number(str), reached through Math-Verify's latex2sympy2_extended for an ANTLR NUMBER token,
+# runs sympy's parse_expr on that token (digits only, by the grammar). Allowed exactly, nothing else.
 _SYMPY_NUMBER_SOURCE = re.compile(r"from sympy import \*|(?:Integer|Float|Rational) \((?:'[0-9.]+'|[0-9]+) \)")
 
 
-def allowed_event(event: str, args: tuple) -> bool:
-    if event in ("compile", "exec"):
-        source = args[0] if args else None
-        if isinstance(source, (bytes, str)):
-            text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
-            return _SYMPY_NUMBER_SOURCE.fullmatch(text.strip()) is not None
-        code = getattr(source, "co_filename", None)
-        return code == "<string>" and _last_compiled_ok[0]
-    return False
+class Auditor:
+    """A process-wide audit hook (hooks cannot be removed) that records forbidden events while armed."""
 
+    def __init__(self) -> None:
+        self.armed = False
+        self.where = ""
+        self.violations: list[str] = []
+        self._compiled_ok = False
+        sys.addaudithook(self._hook)
 
-_last_compiled_ok = [False]
-
-
-def audited_run(entries: list[HostileAnswer], funcs: dict[str, Callable]) -> tuple[list[str], dict[str, Any]]:
-    """Score every entry with every adapter under an audit hook; returns (violations, results)."""
-    armed = [False]
-    seen: list[str] = []
-
-    def hook(event: str, args: tuple) -> None:
-        if not armed[0] or event not in FORBIDDEN_EVENTS:
+    def _hook(self, event: str, args: tuple) -> None:
+        if not self.armed or event not in FORBIDDEN_EVENTS:
             return
         if event == "compile":
-            _last_compiled_ok[0] = allowed_event(event, args)
-            if _last_compiled_ok[0]:
+            source = args[0] if args else None
+            if isinstance(source, bytes):
+                source = source.decode("utf-8", "replace")
+            self._compiled_ok = isinstance(source, str) and _SYMPY_NUMBER_SOURCE.fullmatch(source.strip()) is not None
+            if self._compiled_ok:
                 return
-        elif allowed_event(event, args):
+        elif event == "exec" and self._compiled_ok and getattr(args[0], "co_filename", None) == "<string>":
+            self._compiled_ok = False
             return
-        seen.append(f"{current[0]}: {event} {str(args)[:160]}")
+        self.violations.append(f"{self.where}: {event} {str(args)[:160]}")
 
-    current = [""]
-    sys.addaudithook(hook)
-    results: dict[str, Any] = {}
-    for name, fn in funcs.items():
-        for entry in entries:
-            current[0] = f"{name}/{entry.name}"
-            armed[0] = True
-            try:
-                results[current[0]] = fn(entry)
-            finally:
-                armed[0] = False
-    return seen, results
+    def call(self, where: str, fn: Callable, *args: Any) -> Any:
+        self.where, self.armed = where, True
+        try:
+            return fn(*args)
+        finally:
+            self.armed = False
 
 
 def warm_up(funcs: dict[str, Callable]) -> None:
@@ -344,19 +359,64 @@ def warm_up(funcs: dict[str, Callable]) -> None:
             fn(entry)
 
 
-def digest(results: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(results, sort_keys=True, default=repr).encode("utf-8", "surrogatepass")
-                          ).hexdigest()
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr, ensure_ascii=True)
+
+
+def measure(entries: list[HostileAnswer], funcs: dict[str, Callable], auditor: Auditor, *,
+            budget_s: float = 0.010) -> dict[str, dict[str, Any]]:
+    """Score every entry with every adapter: the first call audited, best-of-3 time, stability.
+
+    A second call always runs (determinism); a third only when both were over
+    budget but not hopelessly so (best of 3 tolerates a loaded shared CPU).
+    """
+    records: dict[str, dict[str, Any]] = {}
+    for name, fn in funcs.items():
+        for entry in entries:
+            key = f"{name}/{entry.name}"
+            times, results = [], []
+            for attempt in range(3):
+                if attempt == 2 and (min(times) <= budget_s or min(times) > 20 * budget_s):
+                    break
+                start = time.perf_counter()
+                result = auditor.call(key, fn, entry) if attempt == 0 else fn(entry)
+                times.append(time.perf_counter() - start)
+                results.append(_canonical_json(result))
+            records[key] = {
+                "adapter": name, "entry": entry.name, "best_ms": min(times) * 1000, "calls": len(times),
+                "stable": len(set(results)) == 1, "digest": hashlib.sha256(
+                    results[0].encode("utf-8", "surrogatepass")).hexdigest(),
+                "exact_match": exact_match_of(name, json.loads(results[0])), "result": results[0][:300],
+            }
+    return records
+
+
+def control_violations() -> list[str]:
+    """Positive control: the auditor must see code that does execute."""
+    auditor = Auditor()
+    auditor.call("control/eval", eval, "1 + 1")
+    auditor.call("control/compile", compile, "x = 1", "<hostile>", "exec")
+    auditor.call("control/socket", lambda: __import__("socket").socket().close())
+    auditor.call("control/open", lambda: open(__file__, "rb").close())
+    return auditor.violations
 
 
 def main(argv: list[str]) -> int:
-    marker_dir = Path(argv[0])
-    entries = build_corpus(marker_dir / "PWNED")
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Score the hostile corpus under an audit hook (JSON to stdout).")
+    parser.add_argument("marker_dir")
+    parser.add_argument("--max-chars", type=int, default=None, help="only entries up to this length")
+    parser.add_argument("--budget-ms", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    marker = Path(args.marker_dir) / "PWNED"
+    entries = [e for e in build_corpus(marker) if args.max_chars is None or len(e.text) <= args.max_chars]
     funcs = adapters()
     warm_up(funcs)
-    violations, results = audited_run(entries, funcs)
-    print(json.dumps({"violations": violations, "digest": digest(results), "n_entries": len(entries),
-                      "adapters": sorted(funcs)}))
+    auditor = Auditor()
+    records = measure(entries, funcs, auditor, budget_s=args.budget_ms / 1000)
+    print(json.dumps({"violations": auditor.violations, "control": control_violations(),
+                      "n_entries": len(entries), "adapters": sorted(funcs), "records": records}))
     return 0
 
 

@@ -104,3 +104,35 @@ def test_bad_inputs_give_clear_errors(matrix_files, capsys):
     assert cf_select(base + ["--val-tasks", str(tmp / "tasks.json"), "--budget", "0"]) == 2
     assert "budget" in capsys.readouterr().err
     assert not (tmp / "x.json").exists()
+
+
+def test_validation_sets_from_task_files_and_a_task_column(tmp_path):
+    from selection.bids.config import BidsConfig
+    from selection.bids.pipeline import load_validation
+
+    (tmp_path / "a.jsonl").write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "q", "completion": "d"}\n')
+    (tmp_path / "mixed.jsonl").write_text('{"prompt": "p", "completion": "c", "task": "x"}\n'
+                                          '{"prompt": "p", "completion": "c", "task": "y"}\n')
+    config = BidsConfig(val=[f"alpha={tmp_path / 'a.jsonl'}", str(tmp_path / "mixed.jsonl")])
+    rows, tasks = load_validation(config)
+    assert tasks == ["alpha", "alpha", "x", "y"] and rows[1]["prompt"] == "q"
+    (tmp_path / "untagged.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
+    with pytest.raises(ValueError, match=r"untagged.jsonl:1: missing task name"):
+        load_validation(BidsConfig(val=[str(tmp_path / "untagged.jsonl")]))
+
+
+def test_library_select_on_a_matrix_and_pool_rows(matrix_files, tmp_path):
+    from selection.bids.config import BidsConfig
+    from selection.bids.plugin import SELECTOR, _training_rows
+    from selection.io import load_pool
+
+    tmp, A = matrix_files
+    sel = SELECTOR.select(A, BidsConfig(val_tasks=str(tmp / "tasks.json"), select=SelectConfig(budget="7")))
+    assert sel.indices == bids_greedy(zscore_columns(A), 7).indices.tolist()
+    with pytest.raises(ValueError, match="val_tasks"):
+        SELECTOR.select(A, BidsConfig())
+    # A GRAPE-style pool (one instruction, two candidates) becomes one training row per candidate.
+    (tmp_path / "pool.jsonl").write_text('{"instruction": "2 + 3?", "responses": ["5", "6"], "id": 1}\n')
+    rows, source = _training_rows(load_pool(tmp_path / "pool.jsonl"))
+    assert [(r["instruction"], r["response"], r["id"]) for r in rows] == [("2 + 3?", "5", 1), ("2 + 3?", "6", 1)]
+    assert source.endswith("pool.jsonl")

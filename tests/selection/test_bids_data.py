@@ -21,7 +21,7 @@ def test_prompt_completion_labels_only_the_completion_and_eos(tokenizer):
     enc = encode_row({"prompt": "Question: what is 2 + 3?", "completion": " Answer: 5"}, tokenizer, DataConfig())
     assert _trained_text(tokenizer, enc) == " Answer: 5" + tokenizer.eos_token
     assert enc.labels[0] == IGNORE and enc.input_ids[-1] == tokenizer.eos_token_id
-    assert [t for t, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE] == [lab for lab in enc.labels if lab != IGNORE]
+    assert all(lab in (IGNORE, tok) for tok, lab in zip(enc.input_ids, enc.labels))  # labels are the ids
 
 
 def test_instruction_response_rows_are_accepted(tokenizer):

@@ -29,12 +29,14 @@ def _toy_data(tmp_path):
         if i % 3 == 0:
             train.append({"id": i, "prompt": f"Question: what is {i} + 3? Answer:", "completion": f" {i + 3}"})
         elif i % 3 == 1:
-            train.append({"id": i, "prompt": f"def f(x, r):\n    if x > {i}:", "completion": f"\n        return x + {i}\n"})
+            train.append({"id": i, "prompt": f"def f(x, r):\n    if x > {i}:",
+                          "completion": f"\n        return x + {i}\n"})
         else:
             train.append({"id": i, "messages": [{"role": "user", "content": f"Give the answer {i}"},
                                                 {"role": "assistant", "content": f"The answer is \\boxed{{{i}}}."}]})
     math_val = [{"prompt": f"Question: what is {i} + 5? Answer:", "completion": f" {i + 5}"} for i in range(3)]
-    code_val = [{"prompt": "def f(x, r):\n    if x > 3:", "completion": f"\n        return r - {i}\n"} for i in range(2)]
+    code_val = [{"prompt": "def f(x, r):\n    if x > 3:", "completion": f"\n        return r - {i}\n"}
+                for i in range(2)]
     return (_write_jsonl(tmp_path / "train.jsonl", train), _write_jsonl(tmp_path / "math.jsonl", math_val),
             _write_jsonl(tmp_path / "code.jsonl", code_val), train)
 

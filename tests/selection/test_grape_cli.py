@@ -117,3 +117,35 @@ def test_cf_select_pool_merges_dedups_and_verifies(tmp_path):
     strict = tmp_path / "strict.jsonl"
     assert cf_select(["pool", "--source", str(original), "--output", str(strict), "--min-responses", "2"]) == 0
     assert [r["id"] for r in read(strict)] == ["plain-1"]  # if_else-1 keeps one correct original response
+
+
+@pytest.mark.slow
+def test_accelerate_two_processes_match_one(tiny_lm_dir, tmp_path):
+    """``accelerate launch`` shards the work by process index; the outputs equal a one-process run."""
+    pytest.importorskip("torch")
+    pytest.importorskip("accelerate")
+    launcher = shutil.which("accelerate")
+    if launcher is None:
+        pytest.skip("accelerate launcher not on PATH")
+    data = write(tmp_path / "pool.jsonl", POOL)
+    args = ["grape", "--model", str(tiny_lm_dir), "--data", str(data), "--shard-size", "1", "--no-progress"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    # --multi_gpu on a CPU-only machine makes accelerate start torchrun with gloo, one process per "device"
+    multi = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "selection.cli", *args,
+                            "--output", str(tmp_path / "two.jsonl")], capture_output=True, text=True, timeout=600,
+                           env=env)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    assert multi.stderr.count("scored 3 shard(s)") == 1 and multi.stderr.count("scored 2 shard(s)") == 1
+    assert cf_select([*args, "--output", str(tmp_path / "one.jsonl")]) == 0
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert (tmp_path / "two.scores.jsonl").read_bytes() == (tmp_path / "one.scores.jsonl").read_bytes()
+
+
+def test_too_long_candidate_names_its_row(tiny_lm_dir, tmp_path, capsys):
+    pytest.importorskip("torch")
+    data = write(tmp_path / "pool.jsonl", POOL[:2] + [{"instruction": "long", "responses": ["word " * 1200]}])
+    rc = cf_select(["grape", "--model", str(tiny_lm_dir), "--data", str(data), "--output", str(tmp_path / "o.jsonl"),
+                    "--no-progress"])
+    assert rc == 2
+    assert "pool.jsonl:3: prompt + response is" in capsys.readouterr().err
