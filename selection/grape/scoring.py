@@ -116,6 +116,8 @@ def score_pool(pool: Pool, config: GrapeConfig, *, work_dir: str | os.PathLike |
     from tqdm.auto import tqdm
 
     proc = proc or process_info(config)
+    if proc.world > 1 and work_dir is None:
+        raise ValueError("multi-process scoring needs a shared work dir (the processes exchange shards through it)")
     fingerprint = {**config.scoring_fingerprint(), "model": model_identity(config.model), "pool": pool_digest(pool)}
     store = ShardStore(work_dir, n_groups=len(pool.entries), shard_size=config.shard_size, fingerprint=fingerprint)
     mine = [i for i in range(store.n_shards) if i % proc.world == proc.rank]

@@ -62,7 +62,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_lm_dir, tmp_path):
 
 def test_sigkilled_cli_run_resumes(tiny_lm_dir, tmp_path):
     data = tmp_path / "pool.jsonl"
-    pool = make_pool(24, n_candidates=8, prompt_repeat=8)
+    pool = make_pool(24, n_candidates=4, prompt_repeat=4)
     data.write_text("".join(json.dumps(dict(e.row, responses=e.responses)) + "\n" for e in pool.entries))
     out = tmp_path / "sel.jsonl"
     work = tmp_path / "sel.jsonl.work"
