@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from cf_tasks.lmeval.docs import decode_doc, flatten_responses
 from selection.io import (PoolColumns, add_pool_arguments, build_pool, columns_from_args, instruction_key,
                           iter_rows, write_rows)
 
@@ -57,15 +58,6 @@ class PoolStats:
     dropped_instructions: int = 0
 
 
-def flatten_strings(value: Any) -> list[str]:
-    """All strings in a nested list (lm-eval's ``resps`` is a list per request of lists per repeat)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [s for item in value for s in flatten_strings(item)]
-    return []
-
-
 def is_samples_row(row: dict[str, Any]) -> bool:
     return isinstance(row.get("doc"), dict) and "resps" in row
 
@@ -75,7 +67,10 @@ def samples_records(rows: Iterable[tuple[str, dict]], *, instruction_field: str,
     for origin, row in rows:
         if not is_samples_row(row):
             raise ValueError(f"{origin}: not an lm-eval sample row (needs 'doc' and 'resps')")
-        doc = dict(row["doc"])
+        try:
+            doc = decode_doc(row["doc"])  # list fields travel as JSON text in lm-eval documents
+        except ValueError as exc:
+            raise ValueError(f"{origin}: doc {exc}") from None
         instruction = doc.get(instruction_field)
         if not isinstance(instruction, str):
             args = row.get("arguments")
@@ -88,7 +83,7 @@ def samples_records(rows: Iterable[tuple[str, dict]], *, instruction_field: str,
                              "'arguments'")
         doc.setdefault(columns.instruction, instruction)
         key = str(doc[key_column]) if key_column and key_column in doc else instruction_key(instruction)
-        yield Candidates(key, instruction, doc, flatten_strings(row["resps"]))
+        yield Candidates(key, instruction, doc, flatten_responses(row["resps"]))
 
 
 def file_records(path: str | os.PathLike, *, columns: PoolColumns, key_column: str | None,

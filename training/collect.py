@@ -104,19 +104,10 @@ def filter_traces(candidates: Iterable[Candidate], *, min_f1: float | None = Non
 # -- source 1: lm-eval --log_samples files ---------------------------------------------------------------------
 
 
-def _responses(value: Any) -> list[str]:
-    """Flatten lm-eval's ``resps`` (a list per request, a list of strings per repeat)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [text for item in value for text in _responses(item)]
-    return []
-
-
 def candidates_from_samples(paths: Iterable[str | Path], *, field_name: str = "resps",
                             prompt_field: str = "prompt") -> Iterator[Candidate]:
     """Candidates from lm-eval sample logs; ``field_name`` is ``resps`` (raw) or ``filtered_resps``."""
-    from cf_tasks.lmeval.docs import decode_doc
+    from cf_tasks.lmeval.docs import decode_doc, flatten_responses
 
     for path in paths:
         for lineno, record in iter_jsonl(path):
@@ -135,7 +126,7 @@ def candidates_from_samples(paths: Iterable[str | Path], *, field_name: str = "r
                 raise ValueError(f"{where}: doc has no string field {prompt_field!r} for the prompt")
             if field_name not in record:
                 raise ValueError(f"{where}: no {field_name!r} field")
-            for response in _responses(record[field_name]):
+            for response in flatten_responses(record[field_name]):
                 yield Candidate(prompt, response, doc, f"{Path(path).name}:{lineno}")
 
 

@@ -40,8 +40,20 @@ def decode_doc(doc: Mapping[str, Any]) -> dict[str, Any]:
     for key in fields:
         value = out.get(key)
         if isinstance(value, str):
-            out[key] = json.loads(value)
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"field {key!r}: invalid JSON text ({exc.msg})") from None
     return out
+
+
+def flatten_responses(value: Any) -> list[str]:
+    """All response strings in lm-eval's ``resps`` / ``filtered_resps`` (lists per request and repeat)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in flatten_responses(item)]
+    return []
 
 
 def to_dataset_dict(items: Iterable[Mapping[str, Any]], split: str = "test"):

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from cf_tasks.lmeval.docs import decode_doc
+
 logger = logging.getLogger(__name__)
 
 TASK_PREFIX = "executable_cf_"
@@ -309,16 +311,10 @@ def _decode(doc: Any, path: Path, lineno: int) -> dict[str, Any]:
     """Undo :func:`cf_tasks.lmeval.docs.encode_doc` (nested fields stored as JSON text)."""
     if not isinstance(doc, dict):
         return {"value": doc}
-    fields = doc.get("json_fields") or ()
-    out = {k: v for k, v in doc.items() if k != "json_fields"}
-    for key in fields:
-        value = out.get(key)
-        if isinstance(value, str):
-            try:
-                out[key] = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise LmEvalOutputError(f"{path}:{lineno}: field 'doc.{key}': invalid JSON text ({exc.msg})") from None
-    return out
+    try:
+        return decode_doc(doc)
+    except ValueError as exc:
+        raise LmEvalOutputError(f"{path}:{lineno}: doc {exc}") from None
 
 
 def read_samples_file(path: str | os.PathLike, task: str | None = None) -> tuple[list[Sample], list[str]]:

@@ -149,3 +149,19 @@ def test_too_long_candidate_names_its_row(tiny_lm_dir, tmp_path, capsys):
                     "--no-progress"])
     assert rc == 2
     assert "pool.jsonl:3: prompt + response is" in capsys.readouterr().err
+
+
+def test_cf_select_pool_verifies_real_lm_eval_documents(tmp_path):
+    """lm-eval logs documents as our loader encodes them (list fields as JSON text)."""
+    from cf_tasks.lmeval.docs import encode_doc
+
+    item = {"id": "while-3", "family": "while", "prompt": "What can f(2) be?", "answer": [1, 3]}
+    samples = write(tmp_path / "samples_executable_cf_while_2026.jsonl", [
+        {"doc_id": 0, "doc": encode_doc(item), "target": "\\boxed{1, 3}", "filter": "none",
+         "arguments": {"gen_args_0": {"arg_0": "ctx", "arg_1": "{}"}},
+         "resps": [["\\boxed{1, 3}", "\\boxed{3}", "\\boxed{1, 3, 5}"]], "filtered_resps": [["x"]]},
+    ])
+    merged = tmp_path / "pool.jsonl"
+    assert cf_select(["pool", "--source", str(samples), "--output", str(merged)]) == 0
+    (row,) = read(merged)
+    assert row["responses"] == ["\\boxed{1, 3}"] and row["answer"] == [1, 3]
