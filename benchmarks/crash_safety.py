@@ -344,8 +344,8 @@ def kill_points(reference: Run, target: Target, points: int, seed: int) -> list[
     of new progress files, at most its share of what is left, plus a random
     fraction of the mean time between two files.
     """
-    if not target.progress:
-        return [KillPoint(0, d) for d in kill_delays(reference.seconds, points, seed)]
+    if not target.progress:  # a later run may be a little faster than the reference: stay clear of its end
+        return [KillPoint(0, d) for d in kill_delays(reference.seconds, points, seed, hi=0.85)]
     times = reference.progress_times
     if not times:
         raise RuntimeError(f"{target.name}: the reference run wrote no {target.progress}")

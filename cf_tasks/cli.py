@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from plugins import PLUGIN_ERRORS
+
 log = logging.getLogger("cf_tasks.cli")
 
 
@@ -138,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, KeyError, OSError, ImportError) as exc:  # bad input, unreadable file, broken plugin
-        # (plugins.PluginLoadError is an ImportError): a message naming it, not a traceback
+    except (ValueError, OSError, *PLUGIN_ERRORS) as exc:  # bad input, unreadable file, broken plugin
         print(f"cf-tasks {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

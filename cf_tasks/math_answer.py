@@ -55,8 +55,15 @@ _CURRENCY = "$€£¥₹¢"
 _BIG_POWER = re.compile(r"\^\s*\{[^}]*(?:\^|[0-9]{3})|\^\s*[0-9]{3}")
 
 
+# NFKC would turn "10²" into "102"; mark super/subscript digits as powers/indices first.
+_SCRIPT_DIGITS = str.maketrans(
+    {**{sup: f"^{d}" for d, sup in enumerate("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")},
+     **{chr(0x2080 + d): f"_{d}" for d in range(10)}}
+)
+
+
 def _normalise(span: str) -> str:
-    text = unicodedata.normalize("NFKC", span)  # full-width digits -> ASCII, "½" -> "1⁄2"
+    text = unicodedata.normalize("NFKC", span.translate(_SCRIPT_DIGITS))  # full-width digits -> ASCII
     text = text.replace("\u2212", "-").replace("\u2013", "-").replace("\u2044", "/").replace("\x00", " ")
     text = text.replace("{,}", "").replace("\\,", "").replace("\\!", "")
     text = _UNWRAP.sub("", text)
@@ -102,7 +109,7 @@ def parse_number(span: str | None, *, fallback: bool = True) -> Fraction | None:
     if _BIG_POWER.search(text):  # power towers and huge exponents are never our answers: refuse cheaply
         return None
     if fallback and latex and "**" not in rest and _ARITH_REST.match(rest):
-        return _math_verify_number(span)
+        return _math_verify_number(text)  # normalised: "10²" reaches it as "10^2"
     return None
 
 

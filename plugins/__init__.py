@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "FAMILIES",
+    "PLUGIN_ERRORS",
     "SELECTORS",
     "TRAINERS",
     "DuplicatePluginError",

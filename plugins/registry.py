@@ -31,6 +31,10 @@ class PluginLoadError(ImportError):
     """A plugin's entry point could not be imported or did not validate."""
 
 
+# What a command-line tool reports as "error: ..." (exit 2) instead of a traceback.
+PLUGIN_ERRORS = (UnknownPluginError, PluginLoadError, DuplicatePluginError)
+
+
 @dataclass(frozen=True)
 class PluginSpec:
     """Where a plugin comes from, before it is imported."""

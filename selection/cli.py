@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from plugins import SELECTORS, PluginLoadError
+from plugins import PLUGIN_ERRORS, SELECTORS, PluginLoadError
 
 # Built-in commands that are not selectors; "module:attr" of an object with
 # add_cli_arguments/run_cli, imported only when the command is used.
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._runner.run_cli(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError, *PLUGIN_ERRORS) as exc:
         print(f"cf-select {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

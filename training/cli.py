@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from plugins import PLUGIN_ERRORS
+
 logger = logging.getLogger("training.cli")
 
 BUILTIN_COMMANDS = ("collect", "evaluate")
@@ -154,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:  # config/data errors name their file and field
+    except (ValueError, OSError, *PLUGIN_ERRORS) as exc:  # config/data errors name their file and field
         if args.verbose:
             raise
         print(f"cf-train: error: {exc}", file=sys.stderr)

@@ -213,6 +213,16 @@ def count_markers(text: str) -> int:
     return len(cases) + len(_BACKTRACK_RE.findall(text))
 
 
+SCAN_CHARS = 16_384  # the heuristics read the head and the tail of a response, never megabytes
+
+
+def _bounded(text: str) -> str:
+    """Head and tail of a long response: the tags stay fast on hostile, megabyte-long outputs."""
+    if len(text) <= 2 * SCAN_CHARS:
+        return text
+    return text[:SCAN_CHARS] + "\n...\n" + text[-SCAN_CHARS:]
+
+
 def tag_sample(
     response: str,
     doc: Mapping[str, Any],
@@ -222,10 +232,11 @@ def tag_sample(
     """Tags of one response to one doc (see the module docstring for the rules)."""
     from cf_tasks.answers import parse_answer_set
 
-    text = response if isinstance(response, str) else ""
+    full = response if isinstance(response, str) else ""
+    text = _bounded(full)
     tags: list[str] = []
     evidence: dict[str, str] = {}
-    parsed = parse_answer_set(text)
+    parsed = parse_answer_set(full)
     if parsed is not None:
         parsed = _numeric_strings_as_numbers(parsed)
     gold = _canonical(doc.get("answer"))
@@ -259,6 +270,8 @@ def tag_sample(
 
     markers = count_markers(text)
     words = len(text.split())
+    if len(full) > len(text):  # estimated from the scanned part, at the same words per character
+        words = round(words * len(full) / len(text))
     if markers >= config.overcomplication_min_markers:
         tags.append("over_complication")
         evidence["over_complication"] = f"{markers} case-split/backtracking markers"

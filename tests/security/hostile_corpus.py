@@ -246,14 +246,14 @@ def adapters() -> dict[str, Callable[[HostileAnswer], Any]]:
         "lmeval.scoring.process_results[json]": lambda e: scoring.process_results(
             {"answer": json.dumps(list(e.gold)), "json_fields": ["answer"]}, [[e.text]]),
     }
-    if _importable("cf_tasks.math_answer"):
+    if importable("cf_tasks.math_answer"):
         math_answer = importlib.import_module("cf_tasks.math_answer")
         out["math_answer.parse_final_number"] = lambda e: _frac(math_answer.parse_final_number(e.text))
-    if _importable("cf_tasks.lmeval.math_scoring"):
+    if importable("cf_tasks.lmeval.math_scoring"):
         math_scoring = importlib.import_module("cf_tasks.lmeval.math_scoring")
         out["lmeval.math_scoring.process_results"] = lambda e: math_scoring.process_results(
             {"id": e.name, "answer": [e.gold[0]]}, [e.text])
-    if _importable("training.rewards"):
+    if importable("training.rewards"):
         rewards = importlib.import_module("training.rewards")
         for name in ("exact_match_reward", "f1_reward"):
             fn = getattr(rewards, name)
@@ -264,7 +264,7 @@ def adapters() -> dict[str, Callable[[HostileAnswer], Any]]:
             out[f"rewards.{name}[gsm]"] = (lambda f: lambda e: f([e.text], answer=[json.dumps([e.gold[0]])],
                                                                  family=["gsm"]))(fn)
         out["rewards.format_reward"] = lambda e: rewards.format_reward([e.text])
-    if _importable("cf_tasks.report.tags"):
+    if importable("cf_tasks.report.tags"):
         tags = importlib.import_module("cf_tasks.report.tags")
 
         def tag(e: HostileAnswer) -> Any:
@@ -275,7 +275,7 @@ def adapters() -> dict[str, Callable[[HostileAnswer], Any]]:
     return out
 
 
-def _importable(module: str) -> bool:
+def importable(module: str) -> bool:
     try:
         importlib.import_module(module)
     except ImportError:

@@ -117,7 +117,7 @@ def test_every_parser_metric_and_reward_is_covered(run):
                          ("cf_tasks.lmeval.math_scoring", "lmeval.math_scoring.process_results"),
                          ("training.rewards", "rewards.exact_match_reward"),
                          ("cf_tasks.report.tags", "report.tags.tag_sample")]:
-        if hc._importable(module):
+        if hc.importable(module):
             expected.add(name)
     assert expected <= set(ADAPTERS)
     assert run["n_entries"] == len(ENTRY_NAMES)
