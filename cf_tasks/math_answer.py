@@ -48,7 +48,7 @@ _HARMLESS = re.compile(r"\\(?:left|right|displaystyle|textstyle|quad|qquad|bigl|
                        r"euro|pounds|cents?)\b|\\[$%{}&#,;:!> ]|\\\\")
 _FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*([-+]?[0-9.]+)\s*\}|([0-9]))\s*(?:\{\s*([-+]?[0-9.]+)\s*\}|([0-9]))")
 _THOUSANDS = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])")
-_NUMBER = re.compile(r"(?<![0-9.])([-+]?)\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:\s*/\s*[-+]?[0-9]+(?:\.[0-9]+)?)?)")
+_NUMBER = re.compile(r"(?<![0-9.])(?:([-+])\s*)?((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:\s*/\s*[-+]?[0-9]+(?:\.[0-9]+)?)?)")
 _LATEX_CMD = re.compile(r"\\[A-Za-z]+")
 _ARITH_REST = re.compile(r"^(?:[\s{}()\[\]+\-*/^=×·÷]|\\(?:cdot|times|div|sqrt|frac|dfrac|tfrac|left|right))*$")
 _CURRENCY = "$€£¥₹¢"

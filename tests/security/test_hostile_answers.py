@@ -47,24 +47,9 @@ def _math_reward_wired() -> bool:
     return True
 
 
-# (adapter prefix, entry name or "*", kind) -> reason. kind: "slow" or "wrong".
-KNOWN_ISSUES = {
-    ("report.tags.tag_sample", "*", "slow"):
-        "cf_tasks/report/tags.py: tag_sample runs its regexes (and one per latent) over the whole response with "
-        "no length bound: ~100-470 ms per MB of text (e.g. 'wait, let me re-check. case 1: r = 3. ' * 26000); "
-        "bound the text it reads (e.g. the first and last 64 KiB) to get under 10 ms",
-    ("math_answer.parse_final_number", "redos_math_spaces", "slow"):
-        "cf_tasks/math_answer.py: _NUMBER's '([-+]?)\\s*' may start at every whitespace character, so a box "
-        "of one sign and 500 spaces is scanned quadratically (~10-12 ms at the 512-char span cap); "
-        "'(?:([-+])\\s*)?' keeps the groups and is linear",
-    ("lmeval.math_scoring.process_results", "redos_math_spaces", "slow"): "same as math_answer.parse_final_number",
-    ("rewards.exact_match_reward[gsm]", "redos_math_spaces", "slow"): "same as math_answer.parse_final_number",
-    ("rewards.f1_reward[gsm]", "redos_math_spaces", "slow"): "same as math_answer.parse_final_number",
-    ("lmeval.math_scoring.process_results", "superscript_power", "wrong"):
-        "cf_tasks/math_answer.py: NFKC turns superscripts into digits, so '\\boxed{10\u00b2}' reads as 102 (scored "
-        "correct against 102, wrong against 100); the docstring says only full-width digits are read",
-    ("rewards.exact_match_reward[gsm]", "superscript_power", "wrong"): "same as lmeval.math_scoring (superscripts)",
-}
+# (adapter prefix, entry name or "*", kind) -> reason. kind: "slow" or "wrong". Problems found in other
+# modules are listed here while they reproduce (the test then xfails); all found so far are fixed.
+KNOWN_ISSUES: dict[tuple[str, str, str], str] = {}
 if "training.rewards" in sys.modules or any(a.startswith("rewards.") for a in ADAPTERS):
     if not _math_reward_wired():
         KNOWN_ISSUES[("rewards.exact_match_reward[gsm]", "*", "wrong")] = (

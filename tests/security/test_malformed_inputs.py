@@ -459,10 +459,7 @@ def test_cf_train_survives_a_broken_trainer(broken_plugin_run):
     broken = broken_plugin_run["train_broken"]
     assert broken["rc"] not in (0, None), broken
     assert "'broken_trainer'" in broken["err"] and "trainer needs a missing extra" in broken["err"], broken
-    if "Traceback" in broken["err"]:
-        pytest.xfail("training/cli.py: main() catches (ValueError, FileNotFoundError) only, so a trainer plugin "
-                     "that fails to import (plugins.PluginLoadError, an ImportError) ends in a traceback instead of "
-                     "'cf-train: error: ...' and exit code 2")
+    assert "Traceback" not in broken["err"] and broken["rc"] == 2, broken
 
 
 def test_lm_eval_hook_skips_broken_entry_points(broken_plugin_run):
