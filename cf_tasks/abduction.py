@@ -94,11 +94,13 @@ def _as_record(rec: ProgramRecord | Mapping[str, Any]) -> ProgramRecord:
 
 def _solve_one(rec: ProgramRecord, res: GridResult, ignore_observation: bool) -> Solution:
     errors = 0
+    first_failure: CallResult | None = None
     consistent_outputs, prior_outputs = [], []
     n_consistent = 0
     for obs, new in zip(res.observed, res.intervened):
         if not (obs.ok and new.ok):
             errors += 1
+            first_failure = first_failure or (new if obs.ok else obs)
             continue
         prior_outputs.append(new.value)
         if same_value(obs.value, rec.observed_output):
@@ -118,8 +120,10 @@ def _solve_one(rec: ProgramRecord, res: GridResult, ignore_observation: bool) ->
         answer = prior
     else:
         if n_consistent == 0:
+            failed = (f"; {errors} of {len(res.assignments)} assignments failed to run, the first with "
+                      f"{first_failure.status}: {first_failure.error}") if first_failure else ""
             raise ValueError(f"record {rec.id!r}: no latent assignment is consistent with the observed output "
-                             f"{rec.observed_output!r} ({errors} of {len(res.assignments)} assignments failed to run)")
+                             f"{rec.observed_output!r}{failed}")
         answer = canonical_set(consistent_outputs)
     return Solution(answer=answer, prior_answer=prior, n_consistent=n_consistent,
                     n_assignments=len(res.assignments), errors=errors)

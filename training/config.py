@@ -93,8 +93,15 @@ class FamilySpec:
                                       metadata={"help": "Family config field overrides for this entry."})
 
     def validate(self) -> None:
+        from cf_tasks.records import VARIANTS
+        from plugins import FAMILIES
+
         if self.weight <= 0:
             raise ValueError("weight must be positive")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family {self.family!r} is not installed; families: {', '.join(FAMILIES.names())}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
 
 
 @dataclass
@@ -169,9 +176,14 @@ class GRPORunConfig:
     def validate(self) -> None:
         if not self.rewards:
             raise ValueError("rewards must name at least one reward")
+        from training.rewards import REWARDS
+
         for name, weight in self.rewards.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool):
                 raise ValueError(f"rewards.{name} must be a number")
+            if ":" not in name and name not in REWARDS:
+                raise ValueError(f"rewards.{name}: unknown reward; built-in rewards: {', '.join(sorted(REWARDS))} "
+                                 "(or give 'module:function')")
         if self.prompt_batch_size is not None and self.prompt_batch_size <= 0:
             raise ValueError("prompt_batch_size must be positive")
         _validate_resume(self.resume_from_checkpoint)

@@ -86,3 +86,14 @@ def test_families_lists_builtins():
     for name in ("if_else", "if_else_long", "while", "multi_r"):
         assert name in proc.stdout
     assert "executable-cf" in proc.stdout
+
+
+def test_solve_reports_why_a_program_fails(tmp_path):
+    src = tmp_path / "syntax.jsonl"
+    _records(src, [{"id": "s1", "program": "def f(x, r):\n    return x +* r\n", "entry_point": "f",
+                    "latents": {"r": [1, 2]}, "observed": {"inputs": {"x": 1}, "output": 2},
+                    "intervention": {"x": 3}}])
+    proc = cf_tasks("solve", str(src), "-o", str(tmp_path / "out.jsonl"), check=False)
+    assert proc.returncode == 2
+    assert "record 's1'" in proc.stderr and "SyntaxError" in proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()

@@ -56,6 +56,9 @@ def test_minimal_grpo_config_loads_with_defaults(tmp_path):
     ("trl: {output_dir: x}\n", "trl.output_dir is set by our config"),
     ("lora: {r: 0}\n", "lora.r must be positive"),
     ("rewards: {}\n", "rewards must name at least one reward"),
+    ("rewards: {nope: 1.0}\n", "rewards.nope: unknown reward; built-in rewards: exact_match, f1, format"),
+    ("data:\n  families: [{family: if_elsee}]\n", "data.families[0]: family 'if_elsee' is not installed"),
+    ("data:\n  families: [{family: while, variant: causal}]\n", "data.families[0]: variant must be one of"),
     ("resume_from_checkpoint: 3\n", "resume_from_checkpoint: expected bool or str"),
 ])
 def test_errors_name_the_file_and_field(tmp_path, edit, message):
