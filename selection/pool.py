@@ -171,7 +171,7 @@ class PoolCommand:
         parser.add_argument("--source", action="append", required=True, metavar="FILE",
                             help="a pool file (list or pair layout) or an lm-eval samples_*.jsonl; repeat for "
                                  "several; the first counts as the original dataset (n_original)")
-        parser.add_argument("--output", required=True, help="merged pool, list layout JSONL")
+        parser.add_argument("-o", "--output", required=True, help="merged pool, list layout JSONL")
         parser.add_argument("--key-column", default="id",
                             help="merge key when present in a row/doc; the instruction text otherwise "
                                  "(default: %(default)s)")

@@ -67,7 +67,8 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--samples", nargs="+", help="lm-eval --log_samples JSONL files")
     src.add_argument("--model", help="sample traces from this model (transformers) on --family or --items")
-    p.add_argument("--out", required=True, help="output JSONL (prompt, completion, answer, id, family, ...)")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True,
+                   help="output JSONL (prompt, completion, answer, id, family, ...)")
     p.add_argument("--field", default="resps", choices=["resps", "filtered_resps"],
                    help="which lm-eval response field to score and keep (default: the raw responses)")
     p.add_argument("--min-f1", type=float, default=None,
@@ -114,7 +115,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="lm-eval a checkpoint (and a baseline) on executable_cf; before/after table")
     p.add_argument("--model", required=True, help="trained model directory (e.g. RUN/final)")
     p.add_argument("--baseline", default=None, help="starting model, for the 'before' column")
-    p.add_argument("--out", required=True, help="output folder (before.json, after.json, table.md, samples)")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True,
+                   help="output folder (before.json, after.json, table.md, samples)")
     p.add_argument("--tasks", nargs="+", default=["executable_cf"], help="lm-eval task or group names")
     p.add_argument("--limit", type=float, default=None, help="items per task (int) or fraction")
     p.add_argument("--batch-size", type=int, default=8)

@@ -181,7 +181,8 @@ class BidsConfig:
     inside ``work_dir``.
     """
 
-    output: str = field(default="selected.json", metadata=_help("Selection JSON ({'indices': [...]} + diagnostics)."))
+    output: str = field(default="selected.json",
+                        metadata=_help("Selection JSON ({'indices': [...]} + diagnostics).", short=("-o",)))
     influence: str | None = field(
         default=None, metadata=_help("Existing influence matrix (.npy, train x validation): run only the selection.")
     )
@@ -256,7 +257,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
             kwargs["type"] = base[0]
         if "choices" in f.metadata and "choices" not in kwargs:
             kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(*f.metadata.get("short", ()), flag, **kwargs)
 
 
 def config_from_namespace(args: argparse.Namespace) -> BidsConfig:

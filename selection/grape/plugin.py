@@ -112,7 +112,7 @@ class GrapeSelector(Selector):
     # -- command line -------------------------------------------------------------------------
     def add_cli_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--data", required=True, help="candidate pool (JSONL/Parquet; list or pair layout)")
-        parser.add_argument("--output", required=True, help="selected rows (JSONL, one per kept response)")
+        parser.add_argument("-o", "--output", required=True, help="selected rows (JSONL, one per kept response)")
         parser.add_argument("--scores-output", default=None,
                             help="every candidate's score (default: OUTPUT with .scores.jsonl)")
         add_pool_arguments(parser)
