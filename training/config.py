@@ -116,6 +116,8 @@ class PromptData:
                                                        "(the model's chat template is applied)."})
     system_prompt: Union[str, None] = field(default=None, metadata={"help": "Optional system message (chat only)."})
     shuffle: bool = field(default=True, metadata={"help": "Shuffle the prompts (seeded)."})
+    decontaminate: bool = field(default=True, metadata={"help": "Drop generated prompts that are also problems of "
+                                                                "the shipped evaluation tasks (default knobs)."})
 
     def validate(self) -> None:
         if not self.families and not self.jsonl:

@@ -11,6 +11,7 @@ split of ``n`` by weight.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from typing import Any, Iterable, Mapping, Sequence
@@ -83,21 +84,56 @@ def as_messages(prompt: str, system_prompt: str | None = None) -> list[dict]:
     return messages
 
 
+def problem_key(item: Mapping[str, Any]) -> str:
+    """Identity of a problem: program and query for code items (shared by both variants), else the prompt."""
+    if "program" in item:
+        return dumps([item["program"], item.get("observed"), item.get("intervention")])
+    return dumps(item.get("prompt"))
+
+
+@functools.lru_cache(maxsize=32)
+def evaluation_keys(family: str, variant: str) -> frozenset[str]:
+    """Problems of the shipped evaluation task of a family (the task YAMLs' default knobs)."""
+    from cf_tasks.lmeval.dataset import TASK_DEFAULTS, generate_items
+
+    items = generate_items(family, variant, TASK_DEFAULTS["level"], TASK_DEFAULTS["n"], TASK_DEFAULTS["seed"])
+    return frozenset(problem_key(item) for item in items)
+
+
+def is_evaluation_problem(item: Mapping[str, Any]) -> bool:
+    from plugins.registry import FAMILIES
+
+    family = item.get("family")
+    if not isinstance(family, str) or family not in FAMILIES:
+        return False  # not one of our families: nothing to compare with
+    return problem_key(item) in evaluation_keys(family, str(item.get("variant", "counterfactual")))
+
+
 def prompt_rows(config: PromptData, *, executor: Any = None) -> list[dict]:
-    """All GRPO rows of a run: the family mix, then the JSONL files, then a seeded shuffle."""
-    rows: list[dict] = []
+    """All GRPO rows of a run: the family mix, then the JSONL files, then a seeded shuffle.
+
+    With ``decontaminate`` (the default), items that are also problems of the
+    shipped evaluation tasks are dropped, so a run's own before/after evaluation
+    never scores prompts it trained on.
+    """
+    sources: list[tuple[dict, str]] = []
     if config.families:
         counts = split_counts(config.n, [s.weight for s in config.families])
         for spec, count in zip(config.families, counts):
             if count == 0:
                 continue
             for item in generate_family_items(spec, count, config.seed, executor=executor):
-                rows.append(item_to_prompt_row(item, chat=config.chat, system_prompt=config.system_prompt,
-                                               where=f"family {spec.family} item {item.get('id')}"))
+                sources.append((item, f"family {spec.family} item {item.get('id')}"))
     for path in config.jsonl:
         for lineno, item in iter_jsonl(path):
-            rows.append(item_to_prompt_row(item, chat=config.chat, system_prompt=config.system_prompt,
-                                           where=f"{path}:{lineno}"))
+            sources.append((item, f"{path}:{lineno}"))
+    if config.decontaminate:
+        kept = [(item, where) for item, where in sources if not is_evaluation_problem(item)]
+        if len(kept) < len(sources):
+            logger.info("dropped %d training prompts that are also evaluation problems", len(sources) - len(kept))
+        sources = kept
+    rows = [item_to_prompt_row(item, chat=config.chat, system_prompt=config.system_prompt, where=where)
+            for item, where in sources]
     if not rows:
         raise ValueError("no training prompts: the family mix and the JSONL files gave no items")
     if config.shuffle:

@@ -25,6 +25,10 @@ class TaskMetadataError(ValueError):
     """Bad ``metadata:`` in a task YAML; the message names the YAML file and the field."""
 
 
+TASK_DEFAULTS = {"level": "medium", "n": 200, "seed": 1234}
+"""The knobs of the shipped task YAMLs (their ``metadata``); training decontaminates against them."""
+
+
 def _as_int(name: str, value: Any) -> int:
     try:
         number = int(value)

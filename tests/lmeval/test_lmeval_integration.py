@@ -167,3 +167,23 @@ def test_regular_wheel_ships_hook_and_task_yamls(tmp_path):
     proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=ENV, timeout=120,
                           cwd=tmp_path)
     assert proc.stdout.strip() == "True True", proc.stderr[-3000:]
+
+
+def test_shipped_task_yamls_use_the_default_knobs():
+    """Training decontaminates against TASK_DEFAULTS: the shipped YAMLs must generate with exactly those."""
+    import yaml
+
+    from cf_tasks.lmeval.dataset import TASK_DEFAULTS
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    tasks = REPO / "cf_tasks" / "tasks"
+    seen = set()
+    for path in tasks.rglob("*.yaml"):
+        meta = (yaml.load(path.read_text(), Loader=Loader) or {}).get("metadata") or {}
+        if "family" in meta:
+            seen.add(meta["family"])
+            assert {k: meta[k] for k in TASK_DEFAULTS} == TASK_DEFAULTS, path
+    assert seen == {"if_else", "if_else_long", "while", "multi_r", "gsm"}

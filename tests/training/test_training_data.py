@@ -92,3 +92,19 @@ def test_sft_rows_errors_name_file_and_line(tmp_path):
     write_jsonl(empty, [{"prompt": "x", "completion": "ok"}, {"prompt": "x", "completion": "  "}])
     with pytest.raises(ValueError, match=r"empty\.jsonl:2: empty completion"):
         sft_rows(SFTData(files=[str(empty)]))
+
+
+def test_evaluation_problems_are_held_out_of_training(tmp_path):
+    """Items of the shipped evaluation tasks never become GRPO prompts (unless decontaminate is off)."""
+    from cf_tasks.jsonl import write_jsonl
+    from cf_tasks.lmeval.dataset import TASK_DEFAULTS, generate_items
+    from training.config import PromptData
+
+    held_out = generate_items("if_else", "interventional", TASK_DEFAULTS["level"], 5, TASK_DEFAULTS["seed"])
+    fresh = generate_items("if_else", "counterfactual", "medium", 3, 98765)
+    path = tmp_path / "items.jsonl"
+    write_jsonl(path, held_out + fresh)
+    rows = prompt_rows(PromptData(jsonl=[str(path)], chat=False, shuffle=False))
+    assert [r["id"] for r in rows] == [item["id"] for item in fresh]
+    everything = prompt_rows(PromptData(jsonl=[str(path)], chat=False, shuffle=False, decontaminate=False))
+    assert len(everything) == 8
