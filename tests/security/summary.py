@@ -97,12 +97,12 @@ def render(per: dict[str, Counter], sweep: list[dict], sweep_table: str, suite_p
             else ""), failures("test_evil_programs")),
         ("Hostile model answers", "`tests/security/test_hostile_answers.py`",
          f"{n_answers} answers x {n_adapters} parsers/metrics/rewards",
-         f"{c('test_hostile_answers', 'passed')} passed, {c('test_hostile_answers', 'xfailed')} known issues in "
-         "other modules (xfail; see Known issues)", failures("test_hostile_answers")),
+         f"{c('test_hostile_answers', 'passed')} passed, {c('test_hostile_answers', 'xfailed')} expected "
+         "failures (KNOWN_ISSUES)", failures("test_hostile_answers")),
         ("Malformed inputs (YAML tasks, records, configs, plugins)", "`tests/security/test_malformed_inputs.py`",
          f"{sum(c('test_malformed_inputs', k) for k in hostile_cases)} cases",
-         f"{c('test_malformed_inputs', 'passed')} passed, {c('test_malformed_inputs', 'xfailed')} known "
-         "issue(s) in other modules (xfail)",
+         f"{c('test_malformed_inputs', 'passed')} passed, {c('test_malformed_inputs', 'xfailed')} expected "
+         "failures",
          failures("test_malformed_inputs")),
         ("SIGKILL kill points (test suite)", "`tests/security/test_crash_safety.py`",
          f"{suite_points * max(crash_targets, 0)} ({crash_targets} targets x {suite_points})",
