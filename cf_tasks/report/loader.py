@@ -48,8 +48,22 @@ class NoCfTasksError(LmEvalOutputError):
     """An lm-eval output folder that holds only other tasks (e.g. a gsm8k run beside ours)."""
 
 
+class _Scores:
+    """Exact match (``acc`` for gsm) and F1 from a ``metrics`` mapping."""
+
+    metrics: dict[str, float]
+
+    @property
+    def em(self) -> float | None:
+        return first_metric(self.metrics, EM_METRICS)
+
+    @property
+    def f1(self) -> float | None:
+        return self.metrics.get(F1_METRIC)
+
+
 @dataclass(frozen=True)
-class TaskResult:
+class TaskResult(_Scores):
     """Aggregate metrics of one task from one results JSON (one lm-eval filter)."""
 
     task: str
@@ -61,17 +75,9 @@ class TaskResult:
     n: int | None
     source: str
 
-    @property
-    def em(self) -> float | None:
-        return first_metric(self.metrics, EM_METRICS)
-
-    @property
-    def f1(self) -> float | None:
-        return self.metrics.get(F1_METRIC)
-
 
 @dataclass
-class Sample:
+class Sample(_Scores):
     """One logged lm-eval sample (one doc, one filter) with its per-doc metrics."""
 
     task: str
@@ -85,14 +91,6 @@ class Sample:
     filter: str
     source: str
     line: int
-
-    @property
-    def em(self) -> float | None:
-        return first_metric(self.metrics, EM_METRICS)
-
-    @property
-    def f1(self) -> float | None:
-        return self.metrics.get(F1_METRIC)
 
     @property
     def gold(self) -> Any:
