@@ -9,6 +9,7 @@ interventional twin do not generate twice.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -51,9 +52,10 @@ def _generate(family: str, variant: str, level: str | None, n: int, seed: int, o
     return tuple(result.items)
 
 
-def generate_items(family: str, variant: str = "counterfactual", level: str | None = None, n: int = 200,
-                   seed: int = 1234, config: dict | None = None) -> list[dict]:
-    """Items of one family (cached per process)."""
+def generate_items(family: str, variant: str = "counterfactual", level: str | None = None,
+                   n: int = TASK_DEFAULTS["n"], seed: int = TASK_DEFAULTS["seed"],
+                   config: dict | None = None) -> list[dict]:
+    """Items of one family (cached per process; callers get their own copies)."""
     from cf_tasks.records import VARIANTS
 
     if variant not in VARIANTS:
@@ -61,11 +63,13 @@ def generate_items(family: str, variant: str = "counterfactual", level: str | No
     if config is not None and not isinstance(config, dict):
         raise ValueError(f"task metadata 'config' must be a mapping of family knobs, got {config!r}")
     overrides = json.dumps(config or {}, sort_keys=True)
-    return list(_generate(family, variant, level, _as_int("n", n), _as_int("seed", seed), overrides))
+    items = _generate(family, variant, level, _as_int("n", n), _as_int("seed", seed), overrides)
+    return copy.deepcopy(list(items))
 
 
 def load_family(family: str | None = None, variant: str = "counterfactual", level: str | None = None,
-                n: int = 200, seed: int = 1234, config: dict | None = None, config_source: str | None = None,
+                n: int = TASK_DEFAULTS["n"], seed: int = TASK_DEFAULTS["seed"], config: dict | None = None,
+                config_source: str | None = None,
                 **_ignored: Any):
     """Generated items of ``family`` as a ``DatasetDict`` with a ``test`` split.
 
