@@ -92,4 +92,6 @@ def test_sigkilled_cli_run_resumes(tiny_lm_dir, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["id"], r["response_index"]) for r in rows] == [(e.row["id"], o[0]) for e, o in
                                                               zip(ref.pool.entries, ref.ranked)]
-    assert [r["score"] for r in rows] == [ref.run.scores[i][o[0]].mean for i, o in enumerate(ref.ranked)]
+    # another process may use another torch thread count: float sums can differ in the last bits
+    expected = [ref.run.scores[i][o[0]].mean for i, o in enumerate(ref.ranked)]
+    assert [r["score"] for r in rows] == pytest.approx(expected, rel=1e-6, abs=1e-6)
