@@ -13,15 +13,12 @@ the run directory layout of :mod:`training.runtime`.
 
 from __future__ import annotations
 
-import gc
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 from training.config import ConfigError, GRPORunConfig, load_run_config
-from training.runtime import (device_defaults, resolve_resume, save_final, world_size, write_config_copy,
-                              write_run_record)
+from training.runtime import TrainerPlugin, device_defaults, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +78,7 @@ def reward_functions(config: GRPORunConfig) -> list:
     return funcs
 
 
-class GRPOTrainerPlugin:
+class GRPOTrainerPlugin(TrainerPlugin):
     """The ``grpo`` trainer plugin (entry point ``executable_cf.trainers: grpo``)."""
 
     name = "grpo"
@@ -110,29 +107,10 @@ class GRPOTrainerPlugin:
             peft_config=config.lora.to_peft() if config.lora else None,
         )
 
-    def train(self, config: GRPORunConfig) -> Path:
-        """Train, save ``final/``, write the run record; evaluate when ``evaluate.enabled``. Returns the run dir."""
-        output_dir = Path(config.output_dir)
-        resume = resolve_resume(config.resume_from_checkpoint, output_dir)
-        started = time.monotonic()
-        trainer = self.build_trainer(config)
-        write_config_copy(config, output_dir)
-        trainer.train(resume_from_checkpoint=resume)
-        final = save_final(trainer, output_dir, config.lora)
-        write_run_record(trainer, output_dir, {
-            "trainer": self.name, "prompts": len(trainer.train_dataset), "final_model": str(final),
-            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
-            "num_generations": trainer.args.num_generations, "resumed_from": resume,
-            "train_seconds": round(time.monotonic() - started, 3),
-        })
-        main_process = trainer.accelerator.is_main_process
-        del trainer  # free the policy (and a colocated vLLM engine) before evaluation loads the checkpoint
-        gc.collect()
-        if config.evaluate.enabled and main_process:
-            from training.evaluate import evaluate_before_after
-
-            evaluate_before_after(config.model, final, config.evaluate, output_dir / "eval")
-        return output_dir
+    def run_record(self, trainer) -> dict:
+        return {"prompts": len(trainer.train_dataset),
+                "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+                "num_generations": trainer.args.num_generations}
 
 
 TRAINER = GRPOTrainerPlugin()

@@ -149,3 +149,45 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+class TrainerPlugin:
+    """The run lifecycle shared by the trainer plugins; subclasses build the TRL trainer.
+
+    ``train`` resolves resume, trains, saves ``final/``, writes the run record
+    (``run_record`` adds the trainer's own fields) and, when
+    ``evaluate.enabled``, runs the before/after lm-eval evaluation.
+    """
+
+    name: str
+
+    def build_trainer(self, config: Any):
+        raise NotImplementedError
+
+    def run_record(self, trainer: Any) -> dict[str, Any]:
+        return {}
+
+    def train(self, config: Any) -> Path:
+        """Train, save ``final/``, write the run record; evaluate when ``evaluate.enabled``. Returns the run dir."""
+        import gc
+        import time
+
+        output_dir = Path(config.output_dir)
+        resume = resolve_resume(config.resume_from_checkpoint, output_dir)
+        started = time.monotonic()
+        trainer = self.build_trainer(config)
+        write_config_copy(config, output_dir)
+        trainer.train(resume_from_checkpoint=resume)
+        final = save_final(trainer, output_dir, config.lora)
+        write_run_record(trainer, output_dir, {
+            "trainer": self.name, "final_model": str(final), "resumed_from": resume,
+            "train_seconds": round(time.monotonic() - started, 3), **self.run_record(trainer),
+        })
+        main_process = trainer.accelerator.is_main_process
+        del trainer  # free the policy (and a colocated vLLM engine) before evaluation loads the checkpoint
+        gc.collect()
+        if config.evaluate.enabled and main_process:
+            from training.evaluate import evaluate_before_after
+
+            evaluate_before_after(config.model, final, config.evaluate, output_dir / "eval")
+        return output_dir

@@ -10,13 +10,11 @@ explicitly here so a config cannot lose it by accident).
 
 from __future__ import annotations
 
-import gc
 import logging
-import time
 from pathlib import Path
 
 from training.config import ConfigError, SFTRunConfig, load_run_config
-from training.runtime import device_defaults, resolve_resume, save_final, write_config_copy, write_run_record
+from training.runtime import TrainerPlugin, device_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ def sft_arguments(config: SFTRunConfig):
         raise ConfigError(f"trl.SFTConfig rejected the trl section: {exc}") from exc
 
 
-class SFTTrainerPlugin:
+class SFTTrainerPlugin(TrainerPlugin):
     """The ``sft`` trainer plugin (entry point ``executable_cf.trainers: sft``)."""
 
     name = "sft"
@@ -59,27 +57,8 @@ class SFTTrainerPlugin:
             peft_config=config.lora.to_peft() if config.lora else None,
         )
 
-    def train(self, config: SFTRunConfig) -> Path:
-        """Train, save ``final/``, write the run record; evaluate when ``evaluate.enabled``. Returns the run dir."""
-        output_dir = Path(config.output_dir)
-        resume = resolve_resume(config.resume_from_checkpoint, output_dir)
-        started = time.monotonic()
-        trainer = self.build_trainer(config)
-        write_config_copy(config, output_dir)
-        trainer.train(resume_from_checkpoint=resume)
-        final = save_final(trainer, output_dir, config.lora)
-        write_run_record(trainer, output_dir, {
-            "trainer": self.name, "rows": len(trainer.train_dataset), "final_model": str(final),
-            "resumed_from": resume, "train_seconds": round(time.monotonic() - started, 3),
-        })
-        main_process = trainer.accelerator.is_main_process
-        del trainer
-        gc.collect()
-        if config.evaluate.enabled and main_process:
-            from training.evaluate import evaluate_before_after
-
-            evaluate_before_after(config.model, final, config.evaluate, output_dir / "eval")
-        return output_dir
+    def run_record(self, trainer) -> dict:
+        return {"rows": len(trainer.train_dataset)}
 
 
 TRAINER = SFTTrainerPlugin()
