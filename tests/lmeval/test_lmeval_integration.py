@@ -137,12 +137,39 @@ def test_hook_failure_never_breaks_start_up_or_lm_eval(tmp_path):
     assert start.stdout.strip() == "LmEvalPluginFinder" and start.stderr == ""
 
 
-def test_regular_wheel_ships_hook_and_task_yamls(tmp_path):
-    """``pip install .`` (a real wheel) carries the .pth hook and the YAMLs as package data."""
+def _fresh_venv_with_deps_of_this_one(root: Path) -> Path:
+    """A new venv that sees this venv's third-party packages but none of its ``.pth`` start-up files.
+
+    The dependencies (lm-eval, torch, ...) come from a plain path entry, so the
+    editable install of this checkout and its hook stay invisible; only what the
+    wheel installs into the new venv's own site-packages is processed at start-up.
+    """
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(root)
+    python = root / "bin" / "python"
+    site_dir = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+    import sysconfig
+
+    (site_dir / "zz_outer_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
+def _build_wheel(out: Path) -> Path:
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path / "wheel"), str(REPO)], capture_output=True, text=True, timeout=300)
+                            "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
-    wheel = next((tmp_path / "wheel").glob("executable_cf-*.whl"))
+    return next(out.glob("executable_cf-*.whl"))
+
+
+def test_regular_wheel_ships_hook_and_task_yamls(tmp_path):
+    """``pip install .`` (a real wheel) into a fresh venv: the hook, YAMLs and models work from that copy.
+
+    Nothing depends on the base interpreter: the venv is made here, the wheel is
+    installed into its site-packages, and lm-eval runs from its interpreter.
+    """
+    wheel = _build_wheel(tmp_path / "wheel")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "executable_cf_lmeval.pth" in names and "executable_cf_startup.py" in names
     assert "cf_tasks/tasks/executable_cf.yaml" in names
@@ -150,23 +177,44 @@ def test_regular_wheel_ships_hook_and_task_yamls(tmp_path):
     assert "cf_tasks/tasks/code/executable_cf_multi_r_interventional.yaml" in names
     assert not any(n.startswith("tests/") for n in names)
 
-    # Install it (no editable finder involved) and check the hook works from the installed copy.
-    target = tmp_path / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+    python = _fresh_venv_with_deps_of_this_one(tmp_path / "venv")
+    site_dir = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site_dir,
                               str(wheel)], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr[-3000:]
     code = textwrap.dedent(f"""
-        import site, sys, sysconfig
-        sys.path.append(sysconfig.get_paths()["purelib"])   # lm-eval & co., without processing their .pth files
-        site.addsitedir({str(target)!r})                     # processes executable_cf_lmeval.pth
         import cf_tasks
         from lm_eval.tasks import TaskManager
         tm = TaskManager(include_defaults=False)
-        print(cf_tasks.__file__.startswith({str(target)!r}), "executable_cf_while" in tm.all_tasks)
+        print(cf_tasks.__file__.startswith({site_dir!r}), "executable_cf_while" in tm.all_tasks)
     """)
-    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=ENV, timeout=120,
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=ENV, timeout=120,
                           cwd=tmp_path)
     assert proc.stdout.strip() == "True True", proc.stderr[-3000:]
+    run = subprocess.run([str(python), "-m", "lm_eval", "--model", "cf_oracle", "--tasks", "executable_cf_while",
+                          "--limit", "3"], capture_output=True, text=True, env=ENV, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "executable_cf_while" in run.stdout and "exact_match" in run.stdout, run.stdout[-2000:]
+
+
+def test_without_site_processing_the_module_entry_point_registers_everything(tmp_path):
+    """A ``pip install --target`` copy on PYTHONPATH skips ``.pth`` files: ``python -m cf_tasks.lmeval`` works."""
+    wheel = _build_wheel(tmp_path / "wheel")
+    target = tmp_path / "target"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-3000:]
+    python = _fresh_venv_with_deps_of_this_one(tmp_path / "venv")
+    env = {**ENV, "PYTHONPATH": str(target)}
+    plain = subprocess.run([str(python), "-m", "lm_eval", "--model", "cf_oracle", "--tasks", "executable_cf_while",
+                            "--limit", "2"], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert plain.returncode != 0  # the hook never ran: lm-eval knows neither the model nor the task
+    hooked = subprocess.run([str(python), "-m", "cf_tasks.lmeval", "--model", "cf_oracle", "--tasks",
+                             "executable_cf_while", "--limit", "2"], capture_output=True, text=True, env=env,
+                            timeout=600, cwd=tmp_path)
+    assert hooked.returncode == 0, hooked.stderr[-3000:]
+    assert "executable_cf_while" in hooked.stdout, hooked.stdout[-2000:]
 
 
 def test_shipped_task_yamls_use_the_default_knobs():

@@ -6,7 +6,9 @@ events are recorded), once per adapter and entry; the records come back as
 JSON and each (adapter, entry) pair is one test here:
 
 * nothing executed: no forbidden audit event, the marker file never appears;
-* fast: best of up to 3 calls under 10 ms (a loaded shared CPU is tolerated);
+* bounded: the first, uncached call stays under a generous budget that only a
+  super-linear scan can exceed on a loaded 2-core machine (the strict 10 ms
+  budget is timed by ``benchmarks/bench_hostile_answers.py``, not here);
 * deterministic: repeated calls agree, and a second child with another
   ``PYTHONHASHSEED`` produces the same results;
 * never fooled: exact match is 1 only for entries that are literally the gold.
@@ -30,7 +32,9 @@ import pytest
 import hostile_corpus as hc
 
 HERE = Path(__file__).parent
-BUDGET_MS = 10.0
+# Generous on purpose: a linear scan of the largest (1 MB) entry costs a few ms even with the other core
+# busy; a quadratic one costs seconds. Strict timing lives in benchmarks/bench_hostile_answers.py.
+FIRST_CALL_BUDGET_MS = 250.0
 CEILING_MS = 2000.0  # even a known-slow module must never take this long (catastrophic backtracking)
 ADAPTERS = sorted(hc.adapters())
 CORPUS = {e.name: e for e in hc.build_corpus("/nonexistent/PWNED")}  # texts only; the marker is unused here
@@ -142,13 +146,14 @@ def test_hostile_answer(run, adapter, entry):
             problems.append(f"exact match {record['exact_match']}, expected {expected} (result {record['result']})")
         else:
             problems.append(f"KNOWN: {reason}")
-    if record["best_ms"] > BUDGET_MS:
+    if record["first_ms"] > FIRST_CALL_BUDGET_MS:
         reason = known_issue(adapter, entry, "slow")
-        assert record["best_ms"] < CEILING_MS, f"{adapter} took {record['best_ms']:.0f} ms on {entry}"
+        assert record["first_ms"] < CEILING_MS, f"{adapter} took {record['first_ms']:.0f} ms on {entry}"
         if reason is None:
-            problems.append(f"best of {record['calls']} calls took {record['best_ms']:.1f} ms (budget {BUDGET_MS} ms)")
+            problems.append(f"the first (uncached) call took {record['first_ms']:.1f} ms "
+                            f"(budget {FIRST_CALL_BUDGET_MS} ms)")
         else:
-            problems.append(f"KNOWN: {reason} ({record['best_ms']:.0f} ms)")
+            problems.append(f"KNOWN: {reason} ({record['first_ms']:.0f} ms)")
     if problems and all(p.startswith("KNOWN: ") for p in problems):
         pytest.xfail("; ".join(problems))
     assert not problems, f"{adapter} on {entry}: " + "; ".join(problems)
