@@ -104,6 +104,17 @@ def cmd_tasks_dir(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from cf_tasks.tiny_model import TinyModelConfig, save_tiny_model
+
+    config = TinyModelConfig(layers=args.layers, hidden=args.hidden, heads=args.heads, vocab=args.vocab,
+                             seed=args.seed)
+    out = save_tiny_model(args.output, config, overwrite=args.overwrite)
+    print(f"wrote a random {config.layers}-layer Llama (hidden {config.hidden}) with a chat template to {out}")
+    print(f"use it as: lm_eval --model hf --model_args pretrained={out} --apply_chat_template ...")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cf-tasks", description="Executable counterfactual problems.")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
@@ -129,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     fams = sub.add_parser("families", help="list installed problem families (plugins included)")
     fams.add_argument("-v", "--verbose", action="store_true")
     fams.set_defaults(func=cmd_families)
+
+    tiny = sub.add_parser("tiny-model", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                          help="save a small random causal LM + tokenizer + chat template, for offline smoke runs")
+    tiny.add_argument("-o", "--output", required=True, help="output folder (usable as pretrained=DIR)")
+    tiny.add_argument("--layers", type=int, default=2, help="transformer layers")
+    tiny.add_argument("--hidden", type=int, default=128, help="hidden size (a multiple of --heads)")
+    tiny.add_argument("--heads", type=int, default=2, help="attention heads")
+    tiny.add_argument("--vocab", type=int, default=1024, help="BPE vocabulary size")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    tiny.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    tiny.set_defaults(func=cmd_tiny_model)
 
     tdir = sub.add_parser("tasks-dir", help="print the folder of our lm-eval task YAMLs (for --include_path)")
     tdir.set_defaults(func=cmd_tasks_dir)
