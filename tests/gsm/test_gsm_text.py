@@ -8,7 +8,7 @@ from fractions import Fraction as F
 import pytest
 
 from cf_tasks.families.gsm import FAMILY
-from cf_tasks.families.gsm.family import make_item, stream_key
+from cf_tasks.families.gsm.family import dedup_key, item_stream, make_item, propose, stream_key
 from cf_tasks.families.gsm.lint import (check_articles, check_capitals, check_contradictions, check_doubled_words,
                                         check_number_agreement, check_rate_intervention, check_redundancy,
                                         check_text, check_twins, domain_nouns, level_overlap, sentences)
@@ -241,3 +241,19 @@ def test_every_content_knob_enters_the_stream_but_not_the_retry_budget():
 
     assert domains() == domains(max_attempts=500)
     assert domains() != domains(count_max=16)
+
+
+def test_item_i_is_drawn_from_its_own_stream():
+    """Replaying the documented stream (stream_key, seed, index) reproduces the generated items."""
+    config = FAMILY.config("hard")
+    items = FAMILY.generate_items(variant="counterfactual", n=12, seed=4, config=config, level="hard").items
+    keys = set()
+    for item in items:
+        rng = item_stream(stream_key("hard", config), 4, item["index"])
+        while True:
+            cand = propose(rng, config)
+            if cand.reject is None and dedup_key(cand) not in keys:
+                keys.add(dedup_key(cand))
+                break
+        assert item["domain"] == cand.domain.name and item["story"]["hidden"] == cand.story.hidden
+        assert item["known_values"]["count"] == str(cand.values["count"])

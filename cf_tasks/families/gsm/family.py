@@ -442,7 +442,7 @@ class GsmFamily(Family):
         items: list[dict] = []
         keys: set[str] = set()
         config_json = config_dict(config)
-        key = stream_key(level, config)
+        stream = stream_key(level, config)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -451,7 +451,7 @@ class GsmFamily(Family):
         start = time.perf_counter()
         try:
             for index in range(n):
-                rng = item_stream(key, seed, index)
+                rng = item_stream(stream, seed, index)
                 for _ in range(config.max_attempts):
                     cand = propose(rng, config)
                     if cand.reject is None:
