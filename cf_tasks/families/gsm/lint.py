@@ -166,10 +166,15 @@ def check_contradictions(text: str) -> list[str]:
     return problems
 
 
-def check_text(text: str, nouns: Iterable[tuple[str, str]] = ()) -> list[str]:
-    """Every text check at once."""
+def check_grammar(text: str, nouns: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """Slots, capitals, doubled words, articles, redundancy, number agreement."""
     return (check_slots(text) + check_capitals(text) + check_doubled_words(text) + check_articles(text)
-            + check_redundancy(text) + check_number_agreement(text, nouns) + check_contradictions(text))
+            + check_redundancy(text) + check_number_agreement(text, nouns))
+
+
+def check_text(text: str, nouns: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """Every text check at once: grammar and contradictions."""
+    return check_grammar(text, nouns) + check_contradictions(text)
 
 
 def domain_nouns(domain) -> list[tuple[str, str]]:
@@ -220,16 +225,13 @@ def check_twins(counterfactual: Mapping, interventional: Mapping) -> list[str]:
 # -- audit over many generated items ----------------------------------------------------------
 def audit_items(pairs: Sequence[tuple[Mapping, Mapping]], domains: Mapping) -> dict[str, int]:
     """Counts of items (counterfactual, interventional twins) with each class of problem."""
-    counts = Counter()
+    counts: Counter = Counter()
     for cf, iv in pairs:
         domain = domains[cf["domain"]]
         nouns = domain_nouns(domain)
         found = {
-            "contradiction": check_contradictions(cf["question"]),
-            "grammar": (check_slots(cf["question"]) + check_capitals(cf["question"])
-                        + check_doubled_words(cf["question"]) + check_articles(cf["question"])
-                        + check_redundancy(cf["question"]) + check_number_agreement(cf["question"], nouns)
-                        + check_text(iv["question"], nouns)),
+            "contradiction": check_contradictions(cf["question"]) + check_contradictions(iv["question"]),
+            "grammar": check_grammar(cf["question"], nouns) + check_grammar(iv["question"], nouns),
             "ambiguous_rate": check_rate_intervention(cf, getattr(domain, "labels", None) or None),
             "twin_shape": check_twins(cf, iv),
         }
