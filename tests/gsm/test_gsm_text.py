@@ -76,8 +76,6 @@ def _component_sets(domain):
     yield tuple(c for c in COMPONENTS if c in domain.components)
     for comp in domain.components:
         yield (comp,)
-    if {"periods", "people"} <= set(domain.components):
-        yield ("periods",)
 
 
 @pytest.mark.parametrize("name", sorted(DOMAINS))
