@@ -17,16 +17,16 @@ import time
 
 from cf_tasks.families.gsm import FAMILY
 from cf_tasks.families.gsm import solver as gsm_solver
-from cf_tasks.families.gsm.family import build_item, dedup_key, propose
+from cf_tasks.families.gsm.family import build_item, dedup_key, item_stream, propose, stream_key
 from cf_tasks.lmeval.math_scoring import process_results
-from cf_tasks.seeding import item_rng
 
 
 def naive_generate(n: int, seed: int, config, level: str) -> list[dict]:
     """The same draws and filters, with a fresh sympy solve per candidate."""
     items, keys = [], set()
+    key = stream_key(level, config)
     for index in range(n):
-        rng = item_rng(FAMILY.name, FAMILY.version, seed, index)
+        rng = item_stream(key, seed, index)
         for _ in range(config.max_attempts):
             cand = propose(rng, config, naive_solver=True)
             if cand.reject is None and dedup_key(cand) not in keys:

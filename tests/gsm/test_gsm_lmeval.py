@@ -31,7 +31,7 @@ def test_yamls_follow_the_contract():
                           ("executable_cf_gsm_interventional", "interventional")):
         task = _load(f"{name}.yaml")
         assert task["task"] == name and task["include"] == "_gsm_template_yaml"
-        assert task["metadata"] == {"version": 1.0, "family": "gsm", "variant": variant, "level": "medium",
+        assert task["metadata"] == {"version": 2.0, "family": "gsm", "variant": variant, "level": "medium",
                                     "n": 200, "seed": 1234}
     group = _load("executable_cf_math.yaml")
     assert group["task"] == ["executable_cf_gsm", "executable_cf_gsm_interventional"]

@@ -1,6 +1,5 @@
 """Story templates: every domain renders every structure it supports, and its items solve."""
 
-import itertools
 from fractions import Fraction as F
 
 import pytest
@@ -8,8 +7,7 @@ import pytest
 from cf_tasks.families.gsm import FAMILY
 from cf_tasks.families.gsm.family import make_item
 from cf_tasks.families.gsm.solver import solve_hidden
-from cf_tasks.families.gsm.templates import (COMPONENTS, DOMAINS, HIDEABLE, INTERVENABLE, Story, build_graph,
-                                             format_amount, render)
+from cf_tasks.families.gsm.templates import DOMAINS, HIDEABLE, build_graph, format_amount
 from cf_tasks.lmeval.math_scoring import process_results
 
 PAPER_TEXT = ("Every catering tray is $6. There is a per-tray service fee. For 6 trays the total is $42. "
@@ -35,47 +33,13 @@ def test_paper_example_is_expressible_and_solved():
     assert FAMILY.no_abduction_answer(doc) == ["66"]
     twin = make_item("catering", ("extra",), "extra", {"count": 6, "rate": 6, "extra": 1}, {"count": 11},
                      variant="interventional")
-    assert "There is a per-tray service fee of $1." in twin["question"]
+    # the interventional twin keeps the paper's story and observation and states the fee before the question
+    assert twin["question"] == PAPER_TEXT.replace(" If instead", " The service fee is $1 per tray. If instead")
     assert FAMILY.no_abduction_answer(twin) == ["77"]
 
 
 def _values(graph):
     return {name: F(3) if name in ("count", "count2", "periods", "people") else F(5) for name in graph.quantities}
-
-
-@pytest.mark.parametrize("name", sorted(DOMAINS))
-def test_every_structure_of_every_domain_renders(name):
-    """All component subsets x hidden x target x paraphrase: no missing placeholder, hidden value withheld."""
-    domain = DOMAINS[name]
-    count = 0
-    for r in range(len(domain.components) + 1):
-        for comps in itertools.combinations(domain.components, r):
-            comps = tuple(c for c in COMPONENTS if c in comps)
-            graph = build_graph(domain, comps)
-            values = _values(graph)
-            values["rate"] = F(7)
-            if "extra" in values:
-                values["extra"] = F(2)
-            y = graph.evaluate(values)
-            for hidden in (h for h in HIDEABLE if h in graph.quantities):
-                for target in (t for t in INTERVENABLE if t in graph.quantities and t != hidden
-                               and f"if_{t}" in domain.texts):
-                    for variant in (0, 1):
-                        phrasing = {k: variant for k in domain.texts}
-                        story = Story(name, comps, hidden, target, phrasing, ((0, 1, 99),))
-                        new = {target: values[target] + 1}
-                        cf = render(domain, story, values, y, new, reveal=False)
-                        iv = render(domain, story, values, y, new, reveal=True)
-                        for text in (cf, iv):
-                            assert "{" not in text and "}" not in text and "None" not in text, text
-                            assert text.endswith("?") and "99" in text
-                        assert format_amount(domain, y) in cf
-                        if hidden in ("rate", "extra", "fixed", "discount", "rate2"):
-                            shown = format_amount(domain, values[hidden])
-                            assert cf.count(shown) < iv.count(shown), (cf, iv)
-                        assert cf != iv
-                        count += 1
-    assert count > 20
 
 
 @pytest.mark.parametrize("name", sorted(DOMAINS))

@@ -6,8 +6,10 @@ observed outcome and asks what the outcome would have been under an
 intervention on an observed quantity. Solving it takes abduction (infer the
 hidden quantity from the observation), intervention and prediction.
 
-Generation of item ``i`` (RNG ``item_rng("gsm", version, seed, i)``; the variant
-is not part of the key, so the two variants are twins):
+Generation of item ``i`` (RNG :func:`item_stream`: a hash of the family version,
+the level, every content knob of the config, the seed and ``i``, so levels at
+one seed are independent draws; the variant is not part of the key, so the two
+variants are twins):
 
 1. pick a domain and optional components whose graph has ``min_ops..max_ops``
    operations, a hidden quantity and an intervened one;
@@ -39,7 +41,7 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from cf_tasks.families.base import Family, FamilyConfig, GenerationResult
-from cf_tasks.seeding import item_rng
+from cf_tasks.seeding import derive_seed
 
 from .graph import GraphError, QuantityGraph, format_number, to_fraction
 from .solver import INVALID, NO_SOLUTION, NON_UNIQUE, OK, depends_on, solve_hidden
@@ -48,8 +50,8 @@ from .templates import (COMPONENT_OPS, COMPONENTS, COUNT_QUANTITIES, DOMAINS, HI
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1"
-PROMPT_VERSION = "gsm-1"
+GENERATOR_VERSION = "2"  # 2: level and knobs in the item stream, distinct distractors, grammar, rate scope
+PROMPT_VERSION = "gsm-2"  # 2: interventional = counterfactual story + one revealing sentence before the question
 FILTERS = ("no_structure", "implausible", "non_unique", "invalid_hidden", "no_dependence", "prior_equals_answer",
            "duplicate")
 MONEY_STEPS = ("1", "0.5", "0.25", "0.1", "0.05", "0.01")
@@ -212,10 +214,10 @@ def propose(rng: random.Random, config: GsmConfig, *, naive_solver: bool = False
         new = unit * _other(rng, int(lo / unit), int(hi / unit), int(values[target] / unit))
     phrasing = sample_phrasing(rng, domain, components, hidden, target)
     n_facts = 1 + len(components)
-    distractors = tuple(
-        (rng.randrange(len(domain.distractors)), rng.randint(1, n_facts), rng.randint(2, 40))
-        for _ in range(rng.randint(0, config.distractors_max) if domain.distractors else 0)
-    )
+    n_distractors = min(rng.randint(0, config.distractors_max), len(domain.distractors))
+    # distinct sentences, hence distinct entities: never "Lena is 33 years old. Lena is 8 years old."
+    distractors = tuple((index, rng.randint(1, n_facts), rng.randint(2, 40))
+                        for index in rng.sample(range(len(domain.distractors)), n_distractors))
     cand.graph, cand.values, cand.intervention = graph, values, {target: new}
     cand.story = Story(domain.name, components, hidden, target, phrasing, distractors)
     check(cand, config, naive_solver=naive_solver)
@@ -283,7 +285,12 @@ def make_item(domain: str, components: tuple[str, ...], hidden: str, values: Map
     cand = Candidate(dom, graph=graph,
                      values={k: to_fraction(v, f"values.{k}") for k, v in values.items()},
                      intervention={target: to_fraction(new, f"intervention.{target}")})
-    cand.story = Story(domain, components, hidden, target, dict(phrasing or {}), tuple(distractors))
+    distractors = tuple(tuple(d) for d in distractors)
+    indices = [d[0] for d in distractors]
+    if any(not 0 <= i < len(dom.distractors) for i in indices) or len(set(indices)) != len(indices):
+        raise ValueError(f"distractors: sentence indices must be distinct and in 0..{len(dom.distractors) - 1}, "
+                         f"got {indices}")
+    cand.story = Story(domain, components, hidden, target, dict(phrasing or {}), distractors)
     check(cand, config)
     if cand.reject is not None:
         raise ValueError(f"problem rejected by filter {cand.reject!r}")
@@ -293,6 +300,24 @@ def make_item(domain: str, components: tuple[str, ...], hidden: str, values: Map
 def config_dict(config: GsmConfig) -> dict:
     """The knobs as JSON (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
+
+
+STREAM_EXCLUDED_KNOBS = ("max_attempts",)  # a retry budget, not content: raising it keeps the items found
+
+
+def stream_key(level: str | None, config: GsmConfig) -> str:
+    """The part of the item stream's key that a level and its knobs contribute (canonical JSON)."""
+    knobs = {k: v for k, v in config_dict(config).items() if k not in STREAM_EXCLUDED_KNOBS}
+    return json.dumps({"level": level, "knobs": knobs}, sort_keys=True, separators=(",", ":"))
+
+
+def item_stream(key: str, seed: int, index: int) -> random.Random:
+    """The RNG of item ``index`` (``key`` from :func:`stream_key`); same across processes and hash seeds.
+
+    Why the level and knobs are in the key: with ``(seed, index)`` alone, easy and medium item ``i`` made the
+    same first draws and mostly shared their domain (81% of positions); now they are independent.
+    """
+    return random.Random(derive_seed("executable_cf", "gsm", GENERATOR_VERSION, key, int(seed), int(index)))
 
 
 def dedup_key(cand: Candidate) -> str:
@@ -404,7 +429,7 @@ class GsmFamily(Family):
 
     def generate_items(self, *, variant: str, n: int, seed: int, config: FamilyConfig,
                        level: str | None = None, executor=None, progress: bool = False) -> GenerationResult:
-        """``n`` items; item ``i`` depends only on (seed, i) and the items before it (duplicates)."""
+        """``n`` items; item ``i`` depends only on (level, knobs, seed, i) and the items before it (duplicates)."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         if n < 0:
@@ -417,6 +442,7 @@ class GsmFamily(Family):
         items: list[dict] = []
         keys: set[str] = set()
         config_json = config_dict(config)
+        stream = stream_key(level, config)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -425,7 +451,7 @@ class GsmFamily(Family):
         start = time.perf_counter()
         try:
             for index in range(n):
-                rng = item_rng(self.name, self.version, seed, index)
+                rng = item_stream(stream, seed, index)
                 for _ in range(config.max_attempts):
                     cand = propose(rng, config)
                     if cand.reject is None:
