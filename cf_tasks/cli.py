@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from plugins import PLUGIN_ERRORS
+from plugins.cliargs import DefaultsHelpFormatter, add_dataclass_arguments, dataclass_from_args
 
 log = logging.getLogger("cf_tasks.cli")
 
@@ -29,6 +30,17 @@ def _parse_overrides(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``--n 0`` would write an empty dataset and call it a success)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -107,8 +119,7 @@ def cmd_tasks_dir(args: argparse.Namespace) -> int:
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from cf_tasks.tiny_model import TinyModelConfig, save_tiny_model
 
-    config = TinyModelConfig(layers=args.layers, hidden=args.hidden, heads=args.heads, vocab=args.vocab,
-                             seed=args.seed)
+    config = dataclass_from_args(TinyModelConfig, args)
     out = save_tiny_model(args.output, config, overwrite=args.overwrite)
     print(f"wrote a random {config.layers}-layer Llama (hidden {config.hidden}) with a chat template to {out}")
     print(f"use it as: lm_eval --model hf --model_args pretrained={out} --apply_chat_template ...")
@@ -116,17 +127,22 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cf_tasks.tiny_model import TinyModelConfig
+
     parser = argparse.ArgumentParser(prog="cf-tasks", description="Executable counterfactual problems.")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="generate problems of one family into DIR/data.jsonl + README.md")
+    gen = sub.add_parser("generate", help="generate problems of one family into DIR/data.jsonl + README.md",
+                         formatter_class=DefaultsHelpFormatter)
     gen.add_argument("--family", required=True, help="family name (see `cf-tasks families`)")
-    gen.add_argument("--variant", default="counterfactual", choices=["counterfactual", "interventional"])
-    gen.add_argument("--n", type=int, default=200, help="number of items")
-    gen.add_argument("--seed", type=int, default=1234)
+    gen.add_argument("--variant", default="counterfactual", choices=["counterfactual", "interventional"],
+                     help="counterfactual (latents hidden) or interventional (latents revealed)")
+    gen.add_argument("--n", type=positive_int, default=200, help="number of items")
+    gen.add_argument("--seed", type=int, default=1234, help="generation seed (same seed, same bytes)")
     gen.add_argument("--level", default=None, help="named level (easy, medium, hard); default: the family's")
-    gen.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config knob")
+    gen.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override one config knob (repeatable; see `cf-tasks families -v`)")
     gen.add_argument("-o", "--output", required=True, help="output folder")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
@@ -141,14 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     fams.add_argument("-v", "--verbose", action="store_true")
     fams.set_defaults(func=cmd_families)
 
-    tiny = sub.add_parser("tiny-model", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    tiny = sub.add_parser("tiny-model", formatter_class=DefaultsHelpFormatter,
                           help="save a small random causal LM + tokenizer + chat template, for offline smoke runs")
     tiny.add_argument("-o", "--output", required=True, help="output folder (usable as pretrained=DIR)")
-    tiny.add_argument("--layers", type=int, default=2, help="transformer layers")
-    tiny.add_argument("--hidden", type=int, default=128, help="hidden size (a multiple of --heads)")
-    tiny.add_argument("--heads", type=int, default=2, help="attention heads")
-    tiny.add_argument("--vocab", type=int, default=1024, help="BPE vocabulary size")
-    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    add_dataclass_arguments(tiny, TinyModelConfig, skip=("max_positions",))
     tiny.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     tiny.set_defaults(func=cmd_tiny_model)
 
