@@ -5,6 +5,7 @@ pin that conflicts with math-verify); its tests below skip unless
 ``verl.trainer.ppo.reward`` imports. See docs/integrations.md.
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -126,13 +127,22 @@ def test_cli_export_gives_the_same_bytes_in_another_process(export, tmp_path):
 # -- against verl's own code ----------------------------------------------------------------------------------
 
 
-def _import_verl():
+@functools.lru_cache(maxsize=1)
+def _verl_modules():
+    """verl's reward loader and RL dataset, or the reason they do not import (tried once: the import is slow)."""
     try:
         import verl.trainer.ppo.reward as reward
         from verl.utils.dataset.rl_dataset import RLHFDataset
     except Exception as exc:  # ImportError, or antlr4's ATN error when math-verify's antlr4 is installed
-        pytest.skip(f"verl is not importable here: {type(exc).__name__}: {exc}")
-    return reward, RLHFDataset
+        return None, f"verl is not importable here: {type(exc).__name__}: {exc}"
+    return (reward, RLHFDataset), None
+
+
+def _import_verl():
+    modules, reason = _verl_modules()
+    if modules is None:
+        pytest.skip(reason)
+    return modules
 
 
 def test_verl_rlhf_dataset_reads_the_export(export, tmp_path):
