@@ -109,9 +109,10 @@ def cmd_tasks_dir(args: argparse.Namespace) -> int:
 def _export_verl(args: argparse.Namespace) -> int:
     from cf_tasks.integrations.verl import VerlExportConfig, export_verl, verl_config_lines
 
+    test_knobs = {k: v for k, v in (("n_test", args.n_test), ("test_seed", args.test_seed)) if v is not None}
     config = VerlExportConfig(families=args.family, variants=args.variant, level=args.level,
-                              config=_parse_overrides(args.set) or None, n_train=args.n, n_test=args.n_test,
-                              seed=args.seed, test_seed=args.test_seed, system_prompt=args.system_prompt)
+                              config=_parse_overrides(args.set) or None, n_train=args.n, seed=args.seed,
+                              system_prompt=args.system_prompt, **test_knobs)
     report = export_verl(args.output, config, progress=not args.quiet)
     print(f"wrote {report['train_rows']} train and {report['test_rows']} test rows to {args.output} "
           f"({report['train_dropped_as_test_or_evaluation']} train problems dropped as test or evaluation problems)")
@@ -136,11 +137,11 @@ def _add_export_parser(sub) -> None:
     exp.add_argument("--level", default=None, help="named level (easy, medium, hard); default: each family's")
     exp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config knob")
     exp.add_argument("--n", type=int, default=1000, help="train prompts per family and variant (default 1000)")
-    exp.add_argument("--n-test", type=int, default=200, help="test prompts per family and variant (default 200, "
-                                                             "the lm-eval tasks' n)")
+    exp.add_argument("--n-test", type=int, default=None, help="test prompts per family and variant "
+                                                              "(default: the lm-eval tasks' n, 200)")
     exp.add_argument("--seed", type=int, default=0, help="seed of the train split (default 0)")
-    exp.add_argument("--test-seed", type=int, default=1234, help="seed of the test split (default 1234, the lm-eval "
-                                                                 "tasks' seed)")
+    exp.add_argument("--test-seed", type=int, default=None, help="seed of the test split (default: the lm-eval "
+                                                                 "tasks' seed, 1234)")
     exp.add_argument("--system-prompt", default=None, help="system message before each prompt")
     exp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     exp.set_defaults(func=cmd_export)

@@ -31,6 +31,7 @@ still penalises extra elements); :meth:`ExecutableCFDataset.scores` returns both
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -101,8 +102,9 @@ class ExecutableCFDataset(ProceduralDataset):
             return self._items
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
-        if not isinstance(idx, int) or not 0 <= idx < self.size:
-            raise IndexError(f"{self.task.name}: index {idx!r} out of range for size {self.size}")
+        idx = operator.index(idx)  # numpy integers too; slices and strings raise TypeError
+        if not 0 <= idx < self.size:
+            raise IndexError(f"{self.task.name}: index {idx} out of range for size {self.size}")
         item = self._generated()[idx]
         return {
             "question": item["prompt"],

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cf_tasks.integrations import common
+from cf_tasks.lmeval.dataset import TASK_DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,11 @@ class VerlExportConfig:
     level: str | None = field(default=None, metadata={"help": "Named level; None: each family's default."})
     config: Mapping[str, Any] | None = field(default=None, metadata={"help": "Family knob overrides."})
     n_train: int = field(default=1000, metadata={"help": "Train prompts per family and variant."})
-    n_test: int = field(default=200, metadata={"help": "Test prompts per family and variant (lm-eval's n)."})
+    n_test: int = field(default=TASK_DEFAULTS["n"], metadata={"help": "Test prompts per family and variant "
+                                                                       "(default: the lm-eval tasks' n)."})
     seed: int = field(default=0, metadata={"help": "Seed of the train split."})
-    test_seed: int = field(default=1234, metadata={"help": "Seed of the test split (lm-eval's seed)."})
+    test_seed: int = field(default=TASK_DEFAULTS["seed"], metadata={"help": "Seed of the test split "
+                                                                            "(default: the lm-eval tasks' seed)."})
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message before the prompt."})
     decontaminate: bool = field(default=True, metadata={"help": "Drop train problems that are test or shipped "
                                                                  "evaluation problems."})
@@ -175,6 +178,14 @@ def _evaluation_keys(family: str) -> frozenset[str]:
     return frozenset().union(*(evaluation_keys(family, v) for v in FAMILIES.get(family).variants))
 
 
+def _banned(task: common.TaskRef, test_items: Mapping[common.TaskRef, list[dict]]) -> frozenset[str]:
+    """Problems the train split of ``task`` must not contain: the family's test items and shipped evaluation tasks."""
+    from training.data import problem_key
+
+    test = (problem_key(item) for other, items in test_items.items() if other.family == task.family for item in items)
+    return frozenset(test) | _evaluation_keys(task.family)
+
+
 def _train_items(task: common.TaskRef, config: VerlExportConfig, banned: frozenset[str]) -> tuple[list[dict], int]:
     """``n_train`` items of the train seed that are not ``banned``, and how many were dropped.
 
@@ -244,7 +255,6 @@ def _plain(value: Any) -> Any:
 def export_verl(out_dir: str | Path, config: VerlExportConfig | None = None, *, progress: bool = False) -> dict:
     """Write ``train.parquet``, ``test.parquet``, the reward module, a card and a report; returns the report."""
     from cf_tasks.jsonl import atomic_write, write_json
-    from training.data import problem_key
 
     config = config or VerlExportConfig()
     config.validate()
@@ -254,7 +264,7 @@ def export_verl(out_dir: str | Path, config: VerlExportConfig | None = None, *, 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tasks), desc="export verl", unit="task")
+        bar = tqdm(total=2 * len(tasks), desc="export verl", unit="split")
     test_items: dict[common.TaskRef, list[dict]] = {}
     train_rows: list[dict] = []
     per_task: dict[str, dict] = {}
@@ -262,12 +272,11 @@ def export_verl(out_dir: str | Path, config: VerlExportConfig | None = None, *, 
         for task in tasks:
             test_items[task] = common.generate(task, level=config.level, n=config.n_test, seed=config.test_seed,
                                                config=config.config)
+            if bar is not None:
+                bar.update(1)
         for task in tasks:
-            banned: frozenset[str] = frozenset()
-            if config.decontaminate:
-                banned = frozenset(problem_key(item) for other, items in test_items.items()
-                                   if other.family == task.family for item in items) | _evaluation_keys(task.family)
-            items, dropped = _train_items(task, config, banned)
+            items, dropped = _train_items(task, config, _banned(task, test_items) if config.decontaminate
+                                          else frozenset())
             train_rows += [verl_row(item, split="train", index=len(train_rows) + k, system_prompt=config.system_prompt)
                            for k, item in enumerate(items)]
             per_task[task.name] = {"train": len(items), "test": len(test_items[task]),
