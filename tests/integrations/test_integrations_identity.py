@@ -93,3 +93,29 @@ def test_item_is_identical_across_frameworks(tmp_path, reference, framework, fam
     else:
         got = from_inspect(family, variant, level, seed, index)
     assert json.loads(json.dumps(got)) == expected
+
+
+@pytest.mark.parametrize("family, variant", [("multi_r", "counterfactual"), ("gsm", "interventional")])
+def test_a_response_scores_the_same_in_lmeval_reasoning_gym_and_verl(family, variant):
+    """inspect's per-sample scores are checked against the same function in test_integrations_inspect.py."""
+    rg = pytest.importorskip("reasoning_gym")
+    import cf_tasks.integrations.reasoning_gym  # noqa: F401
+    from cf_tasks.integrations.verl import compute_score, verl_row
+    from cf_tasks.lmeval import math_scoring, scoring
+
+    task = common.TaskRef(family, variant)
+    doc = load_family(family, variant, None, 2, 9)["test"][1]
+    data = rg.create_dataset(task.name, size=2, seed=9)
+    entry = data[1]
+    row = verl_row(entry["metadata"]["item"], split="test", index=0)
+    gold = entry["answer"]
+    responses = [f"\\boxed{{{gold}}}", f"\\boxed{{{gold}, 41}}", f"\\boxed{{{gold}", "The answer is 41.",
+                 f"first \\boxed{{41}} then \\boxed{{{gold}}}"]
+    process_results = math_scoring.process_results if family == "gsm" else scoring.process_results
+    for response in responses:
+        lmeval = process_results(doc, [response])
+        verl = compute_score(row["data_source"], response, row["reward_model"]["ground_truth"], row["extra_info"])
+        rg_scores = data.scores(response, entry)
+        assert lmeval.get("exact_match", lmeval.get("acc")) == verl["exact_match"] == rg_scores["exact_match"], response
+        if "f1" in lmeval:
+            assert lmeval["f1"] == verl["f1"] == rg_scores["f1"], response
