@@ -22,6 +22,8 @@ from cf_tasks.integrations import common  # noqa: E402
 from cf_tasks.jsonl import write_jsonl  # noqa: E402
 
 HERE = Path(__file__).parent
+# inspect's own retry helper passes a parameter tenacity deprecates; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning")
 
 
 def output(text: str) -> ModelOutput:
