@@ -126,6 +126,50 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export: integrations branch. The lead merges this into the `export` command of the generator branch
+# (its format registry, default `hf`): EXPORT_FORMATS entries take the parsed arguments and return an exit code.
+def _export_verl(args: argparse.Namespace) -> int:
+    from cf_tasks.integrations.verl import VerlExportConfig, export_verl, verl_config_lines
+
+    test_knobs = {k: v for k, v in (("n_test", args.n_test), ("test_seed", args.test_seed)) if v is not None}
+    config = VerlExportConfig(families=args.family, variants=args.variant, level=args.level,
+                              config=_parse_overrides(args.set) or None, n_train=args.n, seed=args.seed,
+                              system_prompt=args.system_prompt, **test_knobs)
+    report = export_verl(args.output, config, progress=not args.quiet)
+    print(f"wrote {report['train_rows']} train and {report['test_rows']} test rows to {args.output} "
+          f"({report['train_dropped_as_test_or_evaluation']} train problems dropped as test or evaluation problems)")
+    print("verl overrides: " + " ".join(verl_config_lines(args.output)))
+    return 0
+
+
+EXPORT_FORMATS = {"verl": _export_verl}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return EXPORT_FORMATS[args.format](args)
+
+
+def _add_export_parser(sub) -> None:
+    exp = sub.add_parser("export", help="write benchmark data for another framework (verl: RL parquet + reward)")
+    exp.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="output format")
+    exp.add_argument("-o", "--output", required=True, help="output folder")
+    exp.add_argument("--family", action="append", help="family (repeatable); default: every installed family")
+    exp.add_argument("--variant", action="append", choices=["counterfactual", "interventional"],
+                     help="variant (repeatable); default: every variant of each family")
+    exp.add_argument("--level", default=None, help="named level (easy, medium, hard); default: each family's")
+    exp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config knob")
+    exp.add_argument("--n", type=int, default=1000, help="train prompts per family and variant (default 1000)")
+    exp.add_argument("--n-test", type=int, default=None, help="test prompts per family and variant "
+                                                              "(default: the lm-eval tasks' n, 200)")
+    exp.add_argument("--seed", type=int, default=0, help="seed of the train split (default 0)")
+    exp.add_argument("--test-seed", type=int, default=None, help="seed of the test split (default: the lm-eval "
+                                                                 "tasks' seed, 1234)")
+    exp.add_argument("--system-prompt", default=None, help="system message before each prompt")
+    exp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    exp.set_defaults(func=cmd_export)
+# -- end of export (integrations branch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cf_tasks.tiny_model import TinyModelConfig
 
@@ -166,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tdir = sub.add_parser("tasks-dir", help="print the folder of our lm-eval task YAMLs (for --include_path)")
     tdir.set_defaults(func=cmd_tasks_dir)
+
+    _add_export_parser(sub)
     return parser
 
 
