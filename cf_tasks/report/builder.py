@@ -262,6 +262,9 @@ def render_markdown(runs: Sequence[Run], tables: dict[str, list], figures: dict[
             continue
         if f"by_{field_name}" in figures:
             parts += [f"![exact match by {field_name}](by_{field_name}.png)", ""]
+        elif any(r["variant"] == "counterfactual" for r in tables[f"by_{field_name}"]):
+            parts += [f"No figure: no family has two `{field_name}` values in these runs, so a plot would show "
+                      "one point per panel (the table has the numbers).", ""]
         for table in breakdown:
             parts += [f"**{table.title}**", "", table.to_markdown(), ""]
     if "tags" in tables:

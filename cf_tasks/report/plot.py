@@ -150,6 +150,14 @@ def plot_cf_vs_int(
     return _save(fig, path, rects)
 
 
+def breakdown_is_informative(rows: Sequence[dict[str, Any]]) -> bool:
+    """True when at least one family has two or more buckets to compare."""
+    buckets: dict[str, set] = {}
+    for r in rows:
+        buckets.setdefault(r["family"], set()).add(r["bucket"])
+    return any(len(b) >= 2 for b in buckets.values())
+
+
 def plot_breakdown(
     rows: Sequence[dict[str, Any]],
     path: str | os.PathLike,
@@ -157,9 +165,13 @@ def plot_breakdown(
     variant: str = "counterfactual",
     dpi: int = 100,
 ) -> Figure | None:
-    """Exact match by bucket of ``field_name`` (one line per model, one panel per family)."""
+    """Exact match by bucket of ``field_name`` (one line per model, one panel per family).
+
+    None when the figure would carry no information: no rows, or every family
+    has a single bucket (one point per panel; the table says the same).
+    """
     rows = [r for r in rows if r["variant"] == variant]
-    if not rows:
+    if not breakdown_is_informative(rows):
         return None
     from cf_tasks.report.loader import order_families
 

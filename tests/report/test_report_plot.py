@@ -71,7 +71,9 @@ def test_cf_bars_left_of_int_bars_and_panels_per_family(chart):
 
 def test_breakdown_plot_written(two_model_dir, tmp_path):
     runs = load_runs([two_model_dir])
-    fig = plot_breakdown(breakdown_rows(runs, "n_consistent"), tmp_path / "b.png", "n_consistent")
+    rows = breakdown_rows(runs, "n_consistent")
+    rows += [{**r, "bucket": 2, "exact_match": 1 - r["exact_match"]} for r in rows]  # two buckets to compare
+    fig = plot_breakdown(rows, tmp_path / "b.png", "n_consistent")
     img = imread(fig.path)
     assert img.shape[0] > 100 and (img[..., :3] < 0.5).any()
     assert plot_breakdown([], tmp_path / "none.png", "level") is None
@@ -80,3 +82,17 @@ def test_breakdown_plot_written(two_model_dir, tmp_path):
 def test_empty_summary_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_cf_vs_int([], tmp_path / "x.png")
+
+
+def test_breakdown_with_one_bucket_per_family_is_skipped_and_the_report_says_so(two_model_dir, tmp_path):
+    """Every fixture doc is level "easy": a by-level plot would draw one point per panel (issue 11)."""
+    from cf_tasks.report.builder import ReportOptions, build_report
+
+    runs = load_runs([two_model_dir])
+    rows = breakdown_rows(runs, "level")
+    assert rows and {r["bucket"] for r in rows} == {"easy"}
+    assert plot_breakdown(rows, tmp_path / "level.png", "level") is None
+    assert not (tmp_path / "level.png").exists()
+    result = build_report(runs, tmp_path / "report", ReportOptions())
+    assert "by_level" not in result.figures and not (tmp_path / "report" / "by_level.png").exists()
+    assert "No figure: no family has two `level` values" in result.report_path.read_text()
