@@ -63,8 +63,8 @@ def test_no_box_or_broken_box():
 
 
 def test_fallback_is_optional():
-    assert parse_number(r"11 \times 7", fallback=False) is None
-    assert parse_number("77", fallback=False) == 77
+    assert parse_number(r"11 \times 7", arithmetic=False) is None
+    assert parse_number("77", arithmetic=False) == 77
 
 
 HOSTILE = [
