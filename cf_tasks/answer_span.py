@@ -159,7 +159,8 @@ def _gap_kind(gap: str) -> str:
 
 def _target(region: str, box_start: int, floor: int) -> str | None:
     """The name a box is the value of, from its label (the clause before it, after ``floor``)."""
-    start = max(floor, box_start - _LABEL_CHARS, region.rfind("\n", 0, box_start) + 1)
+    start = max(floor, box_start - _LABEL_CHARS)
+    start = max(start, region.rfind("\n", start, box_start) + 1)
     clause = re.split(r"[,;:]|\.\s", region[start:box_start])[-1]
     match = _TARGET.search(clause)
     return match.group(1) if match else None

@@ -43,26 +43,7 @@ Value = tuple  # ("num", int | Fraction) | ("str", str) | ("bool", bool) | ("non
 UNMATCHABLE: Value = ("bad", "unmatchable")
 
 
-class Token(tuple):
-    """``(kind, text, payload)``: payload is a value tuple for NUM/STR/CONST tokens."""
-
-    __slots__ = ()
-
-    @property
-    def kind(self) -> str:
-        return self[0]
-
-    @property
-    def text(self) -> str:
-        return self[1]
-
-    @property
-    def payload(self):
-        return self[2]
-
-
-def token(kind: str, text: str, payload=None) -> Token:
-    return Token((kind, text, payload))
+Token = tuple  # (kind, text, payload): payload is the value tuple of NUM/STR/CONST tokens, else None
 
 
 class Group:
@@ -242,38 +223,36 @@ def tokenize(text: str) -> list[Token]:
     out: list[Token] = []
     append = out.append
     for m in _TOKEN_RE.finditer(text):
-        if len(out) >= MAX_TOKENS:
-            raise TooManyTokens(text[:40])
         kind = m.lastgroup
         if kind == "ws":
             continue
-        raw = m.group(kind) if kind != "numtail" else m.group()
-        if kind == "num":
-            append(token(NUM, raw, number_value(raw)))
-        elif kind == "numtail":  # 3x, 1e9, 10th: a number glued to letters is no value
-            append(token(BAD, m.group()))
-        elif kind == "word":
-            if raw in _CONSTS:
-                append(token(CONST, raw, _CONSTS[raw]))
-            elif text.startswith("(", m.end()):
-                append(token(CALL, raw))  # f(7), generated_func_12(x=3), set([...])
-            else:
-                lower = raw.lower()
-                append(token(_WORDS.get(lower, IDENT if _IDENT_RE.fullmatch(raw) else WORD), lower))
-        elif kind == "str":
-            append(token(STR, raw, ("str", raw[1:-1])))
-        elif kind == "cmd":
-            append(token(_COMMANDS.get(raw[1:], BAD), raw))
-        elif kind == "sym":
+        if len(out) >= MAX_TOKENS:
+            raise TooManyTokens(text[:40])
+        raw = m.group()
+        if kind == "sym":
             sym_kind = _SYMBOLS[raw]
             if sym_kind is not None:
-                append(token(sym_kind, raw))
+                append((sym_kind, raw, None))
+        elif kind == "num":
+            append((NUM, raw, number_value(raw)))
+        elif kind == "word":
+            if raw in _CONSTS:
+                append((CONST, raw, _CONSTS[raw]))
+            elif text.startswith("(", m.end()):
+                append((CALL, raw, None))  # f(7), generated_func_12(x=3), set([...])
+            else:
+                lower = raw.lower()
+                append((_WORDS.get(lower, IDENT if _IDENT_RE.fullmatch(raw) else WORD), lower, None))
         elif kind == "nl":
-            append(token(SEP, "\n"))
+            append((SEP, "\n", None))
+        elif kind == "cmd":
+            append((_COMMANDS.get(raw[1:], BAD), raw, None))
+        elif kind == "str":
+            append((STR, raw, ("str", raw[1:-1])))
         elif kind == "ellipsis":
-            append(token(ELLIPSIS, raw))
-        else:
-            append(token(BAD, raw))
+            append((ELLIPSIS, raw, None))
+        else:  # "numtail" (3x, 1e9, 10th: a number glued to letters is no value) and "bad"
+            append((BAD, raw, None))
     return out
 
 

@@ -110,6 +110,8 @@ def read_set(span: str, *, prose: bool = False) -> frozenset | None:
         return frozenset({UNMATCHABLE})  # far more than MAX_ELEMENTS values, or no list at all
     if any(t[0] == T.ELLIPSIS for t in tokens):
         return None  # "0, 1, ..., 6" is a range, not a list of values
+    if any(a[0] == T.DOT and b[0] == T.CALL for a, b in zip(tokens, tokens[1:])):
+        return None  # a method call ("open(p).write('0') and 0"): code, not an answer
     nodes = T.tree(tokens)
     if prose:
         nodes = T.after_last(nodes, frozenset((T.CONNECT,)))
@@ -127,11 +129,13 @@ def _read_list(nodes: list, depth: int) -> list | None:
         return _REFUSED
     nodes = _statement_value(T.drop_conditions(nodes))
     items = T.split(nodes)
-    mapping = any(T.last_index(item, _MAPPING) >= 0 for item in items)
+    # "r_1=1, r_2=3 -> 4", "r = 3, f(6) = 9": beside mappings or statements about the function,
+    # a bare assignment is a label (the latent), not an answer.
+    labelled = any(T.last_index(item, _MAPPING) >= 0 or _is_call_statement(item) for item in items)
     out: list = []
     for item in items:
-        if mapping and T.last_index(item, _MAPPING) < 0 and _is_assignment(item):
-            continue  # "r_1=1, r_2=3 -> 4": the first item is part of the label
+        if labelled and T.last_index(item, _MAPPING) < 0 and _is_assignment(item):
+            continue
         values = _read_item(item, depth)
         if values is _REFUSED:
             return _REFUSED
@@ -164,6 +168,12 @@ def _is_assignment(item: list) -> bool:
     if rest and T.kind_of(rest[0]) == T.OP and rest[0][1] == "-":
         rest = rest[1:]
     return len(rest) == 1 and T.is_value(rest[0])
+
+
+def _is_call_statement(item: list) -> bool:
+    """``f(6) = 9``, ``generated_func_1(x=6) = 9``: a call, its arguments, then ``=``."""
+    return (len(item) > 2 and T.kind_of(item[0]) == T.CALL and isinstance(item[1], T.Group)
+            and T.kind_of(item[2]) in _STATEMENT)
 
 
 def _is_range(item: list) -> bool:
@@ -208,7 +218,9 @@ def _read_item(item: list, depth: int) -> list | None:
         if isinstance(node, T.Group):
             caller = item[i - 1] if i else None
             if caller is not None and T.kind_of(caller) == T.CALL and caller[1] not in _CONTAINER_CALLS:
-                continue  # f(7): the call's arguments are not values
+                if any(T.is_value(n) for n in item):
+                    return _REFUSED  # "open(p).write('0') and 0": code, not "f(7) = 0"
+                continue  # a bare "f(15)" names no value
             if (caller is None or T.kind_of(caller) != T.CALL) and _is_annotation(node):
                 continue
             values = _read_list(node.children, depth + 1)

@@ -29,27 +29,10 @@ MAX_ROOT = 8  # \sqrt[k]{...} for k up to this
 
 _MULTIPLY = frozenset(("*", "×", "·", "\\times", "\\cdot", "\\ast"))
 _DIVIDE = frozenset(("÷", "/", "\\div"))
-_LATEX_OPERATORS = frozenset(("\\times", "\\cdot", "\\div", "^"))
 
 
 class _Refused(Exception):
     """The expression is outside the grammar or the bounds: not a number we read."""
-
-
-def is_latex_arithmetic(nodes: list) -> bool:
-    """Whether the expression uses a LaTeX construct (``\\times``, ``\\frac``, ``\\sqrt``, ``^``).
-
-    Plain-text arithmetic (``11*7``, ``1+2``, ``2**10``) is not read as a number:
-    the instruction asks for the number itself.
-    """
-    stack = [nodes]
-    while stack:
-        for node in stack.pop():
-            if isinstance(node, T.Group):
-                stack.append(node.children)
-            elif node[0] == T.FUNC or (node[0] == T.OP and node[1] in _LATEX_OPERATORS):
-                return True
-    return False
 
 
 def evaluate(nodes: list) -> Fraction | None:

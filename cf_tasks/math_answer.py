@@ -28,7 +28,7 @@ from fractions import Fraction
 
 from cf_tasks import answer_tokens as T
 from cf_tasks.answer_span import locate
-from cf_tasks.latex_arith import evaluate, is_latex_arithmetic
+from cf_tasks.latex_arith import evaluate
 
 MAX_SPAN_CHARS = 512  # a single-number answer is never longer
 MAX_EXPRESSION_CHARS = 200  # longest span read as arithmetic
@@ -97,9 +97,16 @@ def _is_unit_group(node) -> bool:
         T.kind_of(n) in (T.WORD, T.IDENT, T.DOT) for n in node.children)
 
 
-def _expression_value(nodes: list, span_chars: int) -> Fraction | None:
-    """A LaTeX arithmetic expression's value; leading currency and trailing units are allowed."""
-    if span_chars > MAX_EXPRESSION_CHARS:
+_LATEX_HINT = re.compile(r"\\(?:times|cdot|div|[dtc]?frac|sqrt)(?![A-Za-z])|\^|[\u00b2\u00b3\u00b9\u2070-\u2079]")
+
+
+def _expression_value(nodes: list, span: str) -> Fraction | None:
+    """A LaTeX arithmetic expression's value; leading currency and trailing units are allowed.
+
+    Plain-text arithmetic (``11*7``, ``1+2``, ``2**10``) is not read: the instruction asks
+    for the number itself, and only LaTeX (``\\times``, ``\\frac``, ``\\sqrt``, ``^``) is math notation.
+    """
+    if len(span) > MAX_EXPRESSION_CHARS or not _LATEX_HINT.search(span):
         return None
     start, end = 0, len(nodes)
     while start < end and T.kind_of(nodes[start]) == T.CURRENCY:
@@ -107,9 +114,7 @@ def _expression_value(nodes: list, span_chars: int) -> Fraction | None:
     while end > start and (T.kind_of(nodes[end - 1]) in _DECORATION or _is_unit_group(nodes[end - 1])):
         end -= 1
     core = nodes[start:end]
-    if not core or not is_latex_arithmetic(core):
-        return None
-    return evaluate(core)
+    return evaluate(core) if core else None
 
 
 def parse_number(span: str | None, *, arithmetic: bool = True, prose: bool = False) -> Fraction | None:
@@ -136,7 +141,7 @@ def parse_number(span: str | None, *, arithmetic: bool = True, prose: bool = Fal
     nodes = T.after_last(nodes, _STATEMENT)
     value = _single_number(nodes)
     if value is None and arithmetic:
-        value = _expression_value(nodes, len(span))
+        value = _expression_value(nodes, span)
     if value is None or abs(value.numerator).bit_length() > 4 * MAX_DIGITS:
         return None
     return value
