@@ -31,11 +31,12 @@ from cf_tasks import answer_tokens as T
 THINK_ENDS = ("</think>", "</thinking>", "<|end_of_thought|>")
 MAX_BOX_CHARS = T.MAX_SPAN_CHARS  # a box longer than this is not an answer
 MAX_BOX_CANDIDATES = 256  # bare "\\boxed" mentions examined from the end before giving up
-MAX_LIST_BOXES = 256  # boxes in one list; more make the answer unmatchable
+MAX_LIST_BOXES = 64  # boxes in one list; more make the answer unmatchable
 MAX_GAP_CHARS = 64  # text between two boxes of one list, after removing spacing and \text{}
 MAX_TAIL_CHARS = 65536  # the unboxed fallbacks read only the response's tail
 MAX_PARAGRAPH_CHARS = 1024  # the value under a "## Final Answer" heading
 MAX_MARKERS = 16  # answer markers examined from the end for one with a value after it
+MAX_SENTENCE_CHARS = 400  # a longer last sentence is not a concluding statement
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,8 @@ def _conclusion_span(tail: str) -> str | None:
     sentences = [s for s in _SENTENCE_END.split(paragraph) if s.strip()]
     for sentence in reversed(sentences):
         if _has_value(sentence):
+            if len(sentence) > MAX_SENTENCE_CHARS:
+                return None
             sentence = _LINE_DECOR.sub(" ", sentence)
             return sentence if _CONCLUSION.search(sentence.strip(" \t*_#>")) else None
     return None

@@ -156,7 +156,7 @@ def _entries(m: str) -> list[HostileAnswer]:
         E("marker_lines_flood", "size", "Final answer: x\n" * 60_000 + "Final answer: 3", (3,), set_correct=True,
           math_correct=True),
         E("heading_flood", "size", "## Final Answer\n" * 60_000, (0,)),
-        E("conclusion_flood", "size", "So " * 300_000 + "3", (3,), set_correct=True),  # over the math span cap
+        E("conclusion_flood", "size", "So " * 300_000 + "3", (3,)),  # a 900 kB "sentence" concludes nothing
         E("condition_flood", "redos", r"\boxed{4 if r = 1 " + "or r = 1 " * 200 + "}", (4,), set_correct=True),
         E("emphasis_flood", "redos", r"\boxed{" + "*" * 3000 + "3}", (3,)),
         E("mapping_flood", "redos", r"\boxed{" + "r=1 \\to " * 200 + "3}", (3,), set_correct=True),
@@ -338,11 +338,6 @@ FORBIDDEN_EVENTS = frozenset({
     "ctypes.dlsym", "ctypes.call_function", "pickle.find_class", "marshal.loads", "shutil.rmtree",
     "builtins.input", "code.__new__", "function.__new__",
 })
-# sympy.Number(str), reached through Math-Verify's latex2sympy2_extended for an ANTLR NUMBER token,
-# runs sympy's parse_expr on that token (digits only, by the grammar). Allowed exactly, nothing else.
-_SYMPY_NUMBER_SOURCE = re.compile(r"from sympy import \*|(?:Integer|Float|Rational) \((?:'[0-9.]+'|[0-9]+) \)")
-
-
 class Auditor:
     """A process-wide audit hook (hooks cannot be removed) that records forbidden events while armed."""
 
@@ -350,23 +345,13 @@ class Auditor:
         self.armed = False
         self.where = ""
         self.violations: list[str] = []
-        self._compiled_ok = False
         sys.addaudithook(self._hook)
 
     def _hook(self, event: str, args: tuple) -> None:
-        if not self.armed or event not in FORBIDDEN_EVENTS:
-            return
-        if event == "compile":
-            source = args[0] if args else None
-            if isinstance(source, bytes):
-                source = source.decode("utf-8", "replace")
-            self._compiled_ok = isinstance(source, str) and _SYMPY_NUMBER_SOURCE.fullmatch(source.strip()) is not None
-            if self._compiled_ok:
-                return
-        elif event == "exec" and self._compiled_ok and getattr(args[0], "co_filename", None) == "<string>":
-            self._compiled_ok = False
-            return
-        self.violations.append(f"{self.where}: {event} {str(args)[:160]}")
+        # No exceptions: the scoring path calls no third-party parser (Math-Verify's sympy
+        # Number("49") used to be allowed here), so any compile or exec is a violation.
+        if self.armed and event in FORBIDDEN_EVENTS:
+            self.violations.append(f"{self.where}: {event} {str(args)[:160]}")
 
     def call(self, where: str, fn: Callable, *args: Any) -> Any:
         self.where, self.armed = where, True
