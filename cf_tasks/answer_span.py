@@ -24,7 +24,7 @@ Cost bound: ``rfind`` scans and brace scans capped by :data:`MAX_BOX_CHARS` and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cf_tasks import answer_tokens as T
 
@@ -39,12 +39,11 @@ MAX_MARKERS = 16  # answer markers examined from the end for one with a value af
 MAX_SENTENCE_CHARS = 400  # a longer last sentence is not a concluding statement
 
 
-@dataclass(frozen=True)
-class Located:
+class Located(NamedTuple):
     """The final answer's text: one span per box of a box list, or one fallback span."""
 
     source: str  # "boxed", "answer_tag", "marker", "last_line", "conclusion"
-    spans: tuple[str, ...]
+    spans: tuple
     refused: str | None = None  # why the answer is refused outright ("ellipsis" between boxes)
     truncated: bool = False  # more than MAX_LIST_BOXES boxes in the list
 
@@ -56,10 +55,17 @@ class Located:
 def final_region(text: str) -> str:
     """The text after the last end-of-reasoning tag, else the whole text."""
     cut = -1
-    for tag in THINK_ENDS:
-        pos = text.rfind(tag)
-        if pos >= 0 and pos + len(tag) > cut:
-            cut = pos + len(tag)
+    think = text.rfind("</think")  # one search for "</think>" and "</thinking>"
+    while think >= 0 and cut < 0:
+        for tag in THINK_ENDS[:2]:
+            if text.startswith(tag, think):
+                cut = think + len(tag)
+                break
+        else:
+            think = text.rfind("</think", 0, think)
+    thought = text.rfind(THINK_ENDS[2])
+    if thought >= 0:
+        cut = max(cut, thought + len(THINK_ENDS[2]))
     return text if cut < 0 else text[cut:]
 
 
@@ -69,8 +75,7 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE_RE = re.compile(r"[{}]")
 
 
-@dataclass(frozen=True)
-class _Box:
+class _Box(NamedTuple):
     start: int  # the backslash
     content_start: int
     content_end: int
@@ -115,6 +120,9 @@ class _BoxScanner:
 
 
 def _box_at(text: str, start: int, content_start: int) -> _Box | None:
+    close = text.find("}", content_start, content_start + MAX_BOX_CHARS)
+    if close >= 0 and text.find("{", content_start, close) < 0:  # the common box without inner braces
+        return _Box(start, content_start, close, close + 1)
     depth = 1
     for brace in _BRACE_RE.finditer(text, content_start, min(len(text), content_start + MAX_BOX_CHARS)):
         depth += 1 if brace.group() == "{" else -1
@@ -182,6 +190,8 @@ def _box_list(region: str) -> Located | None | bool:
     box = _box_at(region, start, content_start)
     if box is None:
         return False
+    if scanner.fbox < 0 and region.rfind("\\boxed", 0, start) < 0:  # the common single box
+        return Located("boxed", (region[box.content_start:box.content_end],))
     boxes, refused, truncated = [box], None, False
     while True:
         start, content_start = scanner.previous(boxes[-1].start)

@@ -103,7 +103,7 @@ def read_set(span: str, *, prose: bool = False) -> frozenset | None:
         return None
     simple = _SIMPLE.fullmatch(span)
     if simple is not None:  # the common "3, 7" / "\\{3, 7\\}": no tokenizer needed
-        return frozenset(("num", int(v)) for v in simple.group(1).split(","))
+        return frozenset([("num", int(v)) for v in simple.group(1).split(",")])
     try:
         tokens = T.tokenize(T.normalise(T.strip_wrappers(span)))
     except T.TooManyTokens:

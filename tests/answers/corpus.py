@@ -18,7 +18,9 @@ ellipsis, arithmetic); ``none`` means there is no final answer. Both parse to
 ``None`` and score 0.
 
 Run as a script (``python tests/answers/corpus.py``), it prints every
-disagreement between the parser and the labels, and a count.
+disagreement between the parser and the labels, and a count;
+``--against REVISION`` scores the corpus with the parser of an older commit
+(``--against 4f79a70``: the parser before this policy).
 """
 
 from __future__ import annotations
@@ -156,16 +158,72 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def main() -> int:
-    from cf_tasks.answers import parse_answer_set
-    from cf_tasks.lmeval.math_scoring import score_number
-    from cf_tasks.math_answer import parse_final_number
-    from cf_tasks.metrics import score_set
+def _parsers_at(revision: str, workdir: Path) -> tuple[Callable, Callable, Callable, Callable]:
+    """The set and number parsers of an older commit (``git show``), loaded under private names.
 
+    Only for commits whose parser is the two self-contained modules ``cf_tasks/answers.py`` and
+    ``cf_tasks/math_answer.py`` (before this policy); used to show what the corpus catches.
+    """
+    import importlib.util
+    import subprocess
+
+    root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                               check=True, cwd=HERE).stdout.strip())
+    sources = {}
+    for name in ("answers", "math_answer"):
+        sources[name] = subprocess.run(["git", "show", f"{revision}:cf_tasks/{name}.py"], capture_output=True,
+                                       text=True, check=True, cwd=root).stdout
+    sources["math_answer"] = sources["math_answer"].replace("from cf_tasks.answers import", "from old_answers import")
+    modules = {}
+    for name in ("answers", "math_answer"):
+        path = workdir / f"old_{name}.py"
+        path.write_text(sources[name], encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(f"old_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"old_{name}"] = module
+        spec.loader.exec_module(module)
+        modules[name] = module
+    old_set, old_number = modules["answers"].parse_answer_set, modules["math_answer"].parse_final_number
+
+    def old_score_set(text: str, gold: list) -> dict:
+        predicted = old_set(text)
+        return {"exact_match": float(bool(predicted) and predicted == modules["answers"].canonical_set(gold))}
+
+    def old_score_number(text: str, gold: Fraction) -> float:
+        value = old_number(text)
+        return 1.0 if value is not None and value == gold else 0.0
+
+    return old_set, old_number, old_score_set, old_score_number
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="Score the labelled answer corpus; print every disagreement.")
+    parser.add_argument("--against", metavar="REVISION", help="use the parser of an older git revision instead")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the counts")
+    args = parser.parse_args(argv)
     entries = load()
-    lines = disagreements(entries, parse_answer_set, parse_final_number, score_set, score_number)
-    print("\n".join(lines))
-    print(f"{len(lines)} disagreements in {len(entries)} entries")
+    with tempfile.TemporaryDirectory() as workdir:
+        if args.against:
+            parsers = _parsers_at(args.against, Path(workdir))
+        else:
+            from cf_tasks.answers import parse_answer_set
+            from cf_tasks.lmeval.math_scoring import score_number
+            from cf_tasks.math_answer import parse_final_number
+            from cf_tasks.metrics import score_set
+
+            parsers = (parse_answer_set, parse_final_number, score_set, score_number)
+        lines = disagreements(entries, *parsers)
+        scored = {e.id: (parsers[2](e.response, list(e.gold))["exact_match"] if e.kind == "set"
+                         else parsers[3](e.response, Fraction(e.gold))) for e in entries}
+    wrong_score = [e for e in entries if scored[e.id] != e.score]
+    if not args.quiet and lines:
+        print("\n".join(lines))
+    print(f"{len(lines)} disagreements in {len(entries)} entries ({args.against or 'this checkout'}); "
+          f"scores differ on {len(wrong_score)}: {sum(e.score == 1 for e in wrong_score)} correct answers scored 0, "
+          f"{sum(e.score == 0 for e in wrong_score)} wrong or unreadable answers scored 1")
     return 1 if lines else 0
 
 
