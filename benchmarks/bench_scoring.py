@@ -65,7 +65,7 @@ def rate(fn, data) -> float:
 def corpus_workload(repeat: int) -> None:
     """Throughput and label agreement on the labelled corpus (set answers), ours vs the baseline."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "answers"))
-    import corpus
+    import answer_corpus as corpus
 
     entries = [e for e in corpus.load() if e.kind == "set"]
     data = [(e.response, list(e.gold)) for e in entries] * repeat

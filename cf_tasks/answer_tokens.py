@@ -160,6 +160,7 @@ _WORDS = {
     **dict.fromkeys(("so", "thus", "therefore", "hence", "consequently", "ergo"), CONNECT),
     "in": INWORD,  # "y in {4, 10}"; elsewhere ("in total") just a word
 }
+KEYWORDS = frozenset(_WORDS)  # words with a role (and, or, is, if, to, so ...); every other word is decoration
 _CONSTS = {"True": ("bool", True), "False": ("bool", False), "None": ("none", None)}
 _COMMANDS = {
     **dict.fromkeys(("to", "rightarrow", "mapsto", "Rightarrow", "implies", "longrightarrow", "longmapsto",

@@ -35,6 +35,9 @@ MAX_EXPRESSION_CHARS = 200  # longest span read as arithmetic
 MAX_DIGITS = T.MAX_DIGITS
 
 _PLAIN = re.compile(r"\s*[-+]?[0-9]{1,64}(?:\.[0-9]{1,64})?\s*")
+# "\$77", "77 dollars", "77 \text{ trays}": the common decorated answer, read without the tokenizer
+_DECORATED = re.compile(r"\s*(?:\\?\$|€|£)?\s*([0-9]{1,64}(?:\.[0-9]{1,64})?)\s*"
+                        r"(?:\\text\s*\{\s*([A-Za-z ]{0,40})\}|([A-Za-z ]{0,40}))\s*\.?\s*")
 _STATEMENT = frozenset((T.EQ,))
 _DECORATION = frozenset((T.WORD, T.IDENT, T.CALL, T.CURRENCY, T.PERCENT, T.DOT, T.INWORD, T.RANGE, T.COND,
                          T.CONNECT, T.EMPTY))
@@ -127,6 +130,10 @@ def parse_number(span: str | None, *, arithmetic: bool = True, prose: bool = Fal
         return None
     if _PLAIN.fullmatch(span):
         return Fraction(span.strip())
+    decorated = _DECORATED.fullmatch(span)
+    if decorated is not None and not any(w.lower() in T.KEYWORDS for w in
+                                         (decorated.group(2) or decorated.group(3) or "").split()):
+        return Fraction(decorated.group(1))
     try:
         tokens = T.tokenize(T.normalise(span, thousands=True))
     except T.TooManyTokens:

@@ -1,7 +1,7 @@
 """The labelled answer corpus (``corpus/*.yaml``) is the regression suite of answer extraction.
 
 Every entry is a realistic final answer in the style of a model family, labelled
-with what a careful human grader reads in it (``corpus.py`` documents the
+with what a careful human grader reads in it (``answer_corpus.py`` documents the
 fields). The parser must agree on every entry, and so must every consumer of the
 parser: the lm-eval ``process_results`` of both task kinds, the GRPO rewards and
 the report tags (one parser, one metric).
@@ -18,7 +18,7 @@ from fractions import Fraction
 
 import pytest
 
-import corpus as C
+import answer_corpus as C
 
 ENTRIES = C.load()
 REQUIRED_STYLES = {"qwen", "llama", "r1", "o_series", "claude"}

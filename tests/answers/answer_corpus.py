@@ -17,7 +17,7 @@ Each YAML file in ``corpus/`` is a list of entries::
 ellipsis, arithmetic); ``none`` means there is no final answer. Both parse to
 ``None`` and score 0.
 
-Run as a script (``python tests/answers/corpus.py``), it prints every
+Run as a script (``python tests/answers/answer_corpus.py``), it prints every
 disagreement between the parser and the labels, and a count;
 ``--against REVISION`` scores the corpus with the parser of an older commit
 (``--against 4f79a70``: the parser before this policy).
