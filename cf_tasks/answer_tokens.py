@@ -317,10 +317,6 @@ def strip_wrappers(span: str, minimum: int = 8) -> str:
     return body[first:last + 1]
 
 
-def parse_nodes(span: str, *, thousands: bool = False) -> list[Node]:
-    return tree(tokenize(normalise(span, thousands=thousands)))
-
-
 # -- shared structure helpers ---------------------------------------------------------------------
 
 VALUE_KINDS = frozenset((NUM, STR, CONST))
@@ -425,11 +421,3 @@ def after_last(nodes: list[Node], kinds: frozenset) -> list[Node]:
     """The nodes after the last top-level token of ``kinds`` (all of them when there is none)."""
     i = last_index(nodes, kinds)
     return nodes[i + 1:] if i >= 0 else nodes
-
-
-def strip_words(nodes: list[Node]) -> list[Node]:
-    return [n for n in nodes if kind_of(n) not in (WORD, IDENT, CURRENCY, DOT)]
-
-
-def is_filler(node: Node) -> bool:
-    return not isinstance(node, Group) and node[0] in (WORD, IDENT) and node[1] in _FILLERS

@@ -56,10 +56,6 @@ def _last_verb_before_number(nodes: list) -> int:
                 if T.kind_of(n) == T.WORD and n[1] in _PROSE_VERBS), default=-1)
 
 
-def _is_plain_number(nodes: list) -> bool:
-    return len(nodes) == 1 and not isinstance(nodes[0], T.Group) and nodes[0][0] == T.NUM
-
-
 def _single_number(nodes: list) -> Fraction | None:
     """The one number among decorations (units, currency, words), or ``None``."""
     core = [n for n in nodes if T.kind_of(n) not in _SINGLE_DECORATION and not _is_unit_group(n)]
