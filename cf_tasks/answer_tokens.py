@@ -25,7 +25,7 @@ from typing import Iterable, Union
 MAX_SPAN_CHARS = 4096  # a final answer longer than this is not an answer
 MAX_DIGITS = 64  # longer numbers are never gold values of our tasks
 MAX_DEPTH = 16  # nesting of brackets that carry structure ([[1], [2]]); chains like [[[1]]] are free
-MAX_TOKENS = 1024  # a span with more tokens is no answer (256 values and their commas fit)
+MAX_TOKENS = 600  # a span with more tokens is no answer (256 values and their commas fit)
 UNWRAP_PASSES = 6  # nested \text{...} levels unwrapped; deeper ones stay unknown commands
 
 # Token kinds.

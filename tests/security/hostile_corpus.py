@@ -157,10 +157,10 @@ def _entries(m: str) -> list[HostileAnswer]:
           math_correct=True),
         E("heading_flood", "size", "## Final Answer\n" * 60_000, (0,)),
         E("conclusion_flood", "size", "So " * 300_000 + "3", (3,)),  # a 900 kB "sentence" concludes nothing
-        E("condition_flood", "redos", r"\boxed{4 if r = 1 " + "or r = 1 " * 200 + "}", (4,), set_correct=True),
+        E("condition_flood", "redos", r"\boxed{4 if r = 1 " + "or r = 1 " * 140 + "}", (4,), set_correct=True),
         E("emphasis_flood", "redos", r"\boxed{" + "*" * 3000 + "3}", (3,)),
-        E("mapping_flood", "redos", r"\boxed{" + "r=1 \\to " * 200 + "3}", (3,), set_correct=True),
-        E("words_flood_box", "redos", r"\boxed{" + "the " * 1000 + "3}", (3,), set_correct=True),
+        E("mapping_flood", "redos", r"\boxed{" + "r=1 \\to " * 140 + "3}", (3,), set_correct=True),
+        E("words_flood_box", "redos", r"\boxed{" + "the " * 550 + "3}", (3,), set_correct=True),
         # -- unicode ----------------------------------------------------------------------------------
         E("arabic_indic_digit", "unicode", "\\boxed{\u0663}", (3,)),
         E("devanagari_digit", "unicode", "\\boxed{\u0969}", (3,)),
