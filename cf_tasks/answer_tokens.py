@@ -141,7 +141,8 @@ _TOKEN_RE = re.compile(
     r"(?P<numtail>[^\W_][\w]*)?"
     r"|(?P<word>[^\W\d_][^\W_]*(?:_(?:\{[^{}]{0,16}\}|[^\W_]+))*(?:'[^\W_]*)*)"
     r"|(?P<cmd>\\[A-Za-z]+)"
-    r"|(?P<sym>->|=>|==|:=|<=|>=|!=|\\\\|[=<>:,;(){}\[\]+\-*/^%!?|&.#'\"_$€£¥₹¢×·÷±→↦⇒⟶⟹⟼∈≤≥≠≈∅∪∨∧])"
+    r"|(?P<sym>->|=>|==|:=|<=|>=|!=|\\\\"
+    r"|[=<>:,;(){}\[\]+\-*/^%!?|&.#'\"_$€£¥₹¢×·÷±→↦⇒⟶⟹⟼∈≤≥≠≈∅∪∨∧])"
     r"|(?P<bad>.)",
     re.S,
 )
@@ -394,7 +395,8 @@ def _clause_end(nodes: list[Node], k: int) -> int:
             return k
         if kind in (AND, OR):
             nxt = nodes[k + 1] if k + 1 < n else None
-            if is_value(nxt) or (nxt is not None and kind_of(nxt) == OP and is_value(nodes[k + 2] if k + 2 < n else None)):
+            signed = nxt is not None and kind_of(nxt) == OP and k + 2 < n and is_value(nodes[k + 2])
+            if is_value(nxt) or signed:
                 step = 2 if is_value(nxt) else 3
                 after = nodes[k + step] if k + step < n else None
                 if after is not None and kind_of(after) not in (COMMA, SEP, DOT):

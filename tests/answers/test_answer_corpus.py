@@ -122,8 +122,8 @@ def test_scoring_never_imports_a_symbolic_parser():
         "from cf_tasks.lmeval.math_scoring import score_number\n"
         "from cf_tasks.metrics import score_set\n"
         "from fractions import Fraction\n"
-        "for text in [r'\\boxed{11 \\times 7}', r'\\boxed{\\sqrt{49}}', r'\\boxed{2^{3}}', r'\\boxed{\\frac{1}{2} + 3}',"
-        " r'\\boxed{' + '(' * 99 + '1' + ')' * 99 + '}']:\n"
+        "for text in [r'\\boxed{11 \\times 7}', r'\\boxed{\\sqrt{49}}', r'\\boxed{2^{3}}',"
+        " r'\\boxed{\\frac{1}{2} + 3}', r'\\boxed{' + '(' * 99 + '1' + ')' * 99 + '}']:\n"
         "    score_number(text, Fraction(77)); score_set(text, [1])\n"
         "print(json.dumps(sorted(m for m in ('math_verify', 'sympy', 'latex2sympy2_extended') if m in sys.modules)))\n"
     )

@@ -130,7 +130,7 @@ def test_hostile_answers_are_fast_and_never_executed(index):
     start = time.perf_counter()
     value = parse_final_number(text)  # the first, uncached call: nothing here caches
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.25, f"{elapsed * 1000:.1f} ms"  # generous; the strict 10 ms is benchmarks/bench_hostile_answers.py
+    assert elapsed < 0.25, f"{elapsed * 1000:.1f} ms"  # generous: the strict 10 ms is bench_hostile_answers.py
     assert parse_final_number(text) == value
     assert value is None or (abs(value.numerator).bit_length() < 300 and value.denominator.bit_length() < 300)
     assert not os.path.exists("/tmp/pwned_gsm")
