@@ -71,7 +71,7 @@ def final_region(text: str) -> str:
 
 # -- boxes -----------------------------------------------------------------------------------------
 
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{(?!\s*\})")  # an empty box ("inside \boxed{}") is a mention
 _BRACE_RE = re.compile(r"[{}]")
 
 
@@ -146,7 +146,7 @@ _GAP_ELLIPSIS = re.compile(r"\.\.\.|…|\\(?:ldots|cdots|dots)")
 _GAP_ARITH = re.compile(r"[0-9)]\s*(?:[-+*/×·÷^]|\\times|\\cdot|\\div)\s*[0-9(]")
 # A correction or a conclusion between two boxes always ends the list: the earlier box was superseded.
 _GAP_HARD_BREAK = re.compile(r"(?i)\b(?:wait|actually|no|instead|correction|rather|mistake|oops|hmm|recheck|re-check|"
-                             r"double[- ]check|let me|so|thus|therefore|hence|but|however)\b")
+                             r"double[- ]check|let me|so|thus|therefore|hence|but|however|note)\b")
 _GAP_SOFT_BREAK = re.compile(r"(?i)\b(?:then|step)\b")
 # What a box is the value of: "f(7) = 7 - 3 = \boxed{4}" -> "f"; "r = \boxed{3}" -> "r".
 _TARGET = re.compile(r"([A-Za-z_]\w*)\s*(?:\([^()]{0,40}\))?\s*(?:=|\\in\b)")
