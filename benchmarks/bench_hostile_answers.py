@@ -28,6 +28,13 @@ def _time(fn, arg) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def _cpu_time(fn, arg) -> float:
+    """CPU time of the calling thread: on a shared machine, closer to what an unloaded one would show."""
+    start = time.thread_time()
+    fn(arg)
+    return (time.thread_time() - start) * 1000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -37,7 +44,8 @@ def main() -> int:
     funcs = hc.adapters()
     hc.warm_up(funcs)
     print(f"{len(entries)} hostile answers x {len(funcs)} adapters; budget {args.budget_ms} ms per call")
-    print(f"{'adapter':44s} {'worst first ms':>15s} {'worst best ms':>14s} {'entry':>28s} {'linear scan ms':>15s}")
+    print(f"{'adapter':44s} {'worst first ms':>15s} {'worst best ms':>14s} {'(cpu ms)':>9s} {'entry':>28s} "
+          f"{'linear scan ms':>15s}")
     over = 0
     for name, fn in sorted(funcs.items()):
         worst_first, worst_best, worst_entry, scan = 0.0, 0.0, "", 0.0
@@ -47,8 +55,9 @@ def main() -> int:
                 worst_best, worst_entry = min(times), entry.name
                 scan = min(_time(lambda e: e.text.count("\\"), entry) for _ in range(args.repeat))
             worst_first = max(worst_first, times[0])
+        cpu = min(_cpu_time(fn, next(e for e in entries if e.name == worst_entry)) for _ in range(args.repeat))
         over += worst_best > args.budget_ms
-        print(f"{name:44s} {worst_first:15.2f} {worst_best:14.2f} {worst_entry:>28s} {scan:15.3f}")
+        print(f"{name:44s} {worst_first:15.2f} {worst_best:14.2f} {cpu:9.2f} {worst_entry:>28s} {scan:15.3f}")
     print(f"adapters over budget (best of {args.repeat}): {over}")
     return 1 if over else 0
 

@@ -1,179 +1,161 @@
 """Read one exact number from a model's final answer (math word problems).
 
-Model text is untrusted. Nothing here calls ``eval``, ``sympify`` or
-``parse_expr``: the final-answer span is located by the project's bounded scan
-(:func:`cf_tasks.answers.extract_answer_text`: the last ``\\boxed{}``, then
-documented fallbacks), and the number is read by regular expressions into a
-``fractions.Fraction``, so equality is exact (no floats).
+Model text is untrusted. Nothing here calls ``eval``, ``sympify``, ``parse_expr``
+or a third-party parser: the answer is located exactly as for the code tasks
+(:func:`cf_tasks.answer_span.locate`: after the last ``</think>``, the final box
+list, then the unboxed fallbacks), tokenized by :mod:`cf_tasks.answer_tokens`,
+and the number is built as a ``fractions.Fraction``, so equality is exact.
 
-Accepted inside the box (surrounding words, units and currency are ignored):
+Read (``docs/answers.md`` has the full policy):
 
-* integers and decimals, signed (``-3``, ``\u22123``, ``12.50``, ``.5``), with thousands
-  separators ``1,234,567`` / ``1{,}234`` / ``1\\,234``;
-* fractions ``3/4``, ``\\frac{3}{4}``, ``\\dfrac{-3}{4}``, ``\\tfrac34``;
-* currency and unit decorations: ``\\$77``, ``77 dollars``, ``\\text{77 trays}``, ``77\\%``;
-  quotes (``'77'``, what the reference solvers print) are ignored too.
+* the value after the last ``=`` or ``\\approx`` (``11 \\times 7 = 77``, ``x \\approx 581.75``);
+* integers and decimals, signed (``-3``, ``\u22123``, ``– 3``), thousands separators
+  (``1,234,567``, ``1{,}234``, ``1\\,234``), fractions (``3/4``, ``\\frac{3}{4}``, ``\\tfrac34``),
+  mixed numbers (``7\\frac{1}{2}``, ``7 1/2``); currency, units, ``%``, words and quotes around
+  the number are ignored (``\\$77``, ``77 \\text{ dollars}``, ``'77'``);
+* LaTeX arithmetic, exactly and within bounds (:mod:`cf_tasks.latex_arith`): ``11 \\times 7``,
+  ``\\sqrt{49}``, ``2^{3}``; multi-digit superscripts are one exponent (``10²³`` is 10^23).
 
-A box holding several numbers is a hedge (``3 or 4``, ``3, 4``, ``1,5``) and
-gives ``None`` (scored 0), and so does plain-text arithmetic (``11*7``) --
-unless it is a pure LaTeX arithmetic expression (``11 \\times 7``,
-``\\sqrt{49}``, ``2^{3}``). Those go to the optional
-Math-Verify fallback (``pip install executable-cf[math]``), called with its
-signal-based timeouts disabled (``parsing_timeout=None``: safe off the main
-thread) and only on short spans; its sympy result is then evaluated by
-:func:`_bounded_value`, which accepts only small rationals, sums, products,
-small integer powers and exact square roots (so ``10^{10^{10}}`` is refused
-instead of computed). Non-ASCII digits other than full-width ones are not
-numbers here.
+Refused (score 0): several numbers (a hedge: ``3 or 4``, ``3, 4``, ``1,5``), plain-text
+arithmetic (``11*7``, ``1+2``), power towers, irrational values, boxes in a list that
+disagree (``\\boxed{3}, \\boxed{4}``), and anything longer than :data:`MAX_SPAN_CHARS`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import unicodedata
 from fractions import Fraction
-from typing import Any
 
-from cf_tasks.answers import extract_answer_text
+from cf_tasks import answer_tokens as T
+from cf_tasks.answer_span import locate
+from cf_tasks.latex_arith import evaluate
 
 MAX_SPAN_CHARS = 512  # a single-number answer is never longer
-MAX_FALLBACK_CHARS = 200  # longest span handed to Math-Verify
-MAX_DIGITS = 64  # longer numbers are never gold values
-MAX_BITS = 256  # bound on numerators/denominators inside the fallback evaluator
+MAX_EXPRESSION_CHARS = 200  # longest span read as arithmetic
+MAX_DIGITS = T.MAX_DIGITS
 
-_UNWRAP = re.compile(r"\\(?:text|textbf|textrm|textit|textnormal|mathrm|mathbf|mathit|mbox|operatorname|boxed|fbox)"
-                     r"\s*(?=\{)")
-_HARMLESS = re.compile(r"\\(?:left|right|displaystyle|textstyle|quad|qquad|bigl|bigr|Bigl|Bigr|big|Big|dollar|"
-                       r"euro|pounds|cents?)\b|\\[$%{}&#,;:!> ]|\\\\")
-_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*([-+]?[0-9.]+)\s*\}|([0-9]))\s*(?:\{\s*([-+]?[0-9.]+)\s*\}|([0-9]))")
-_THOUSANDS = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])")
-_NUMBER = re.compile(r"(?<![0-9.])(?:([-+])\s*)?((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:\s*/\s*[-+]?[0-9]+(?:\.[0-9]+)?)?)")
-_LATEX_CMD = re.compile(r"\\[A-Za-z]+")
-_ARITH_REST = re.compile(r"^(?:[\s{}()\[\]+\-*/^=×·÷]|\\(?:cdot|times|div|sqrt|frac|dfrac|tfrac|left|right))*$")
-_CURRENCY = "$€£¥₹¢"
-_BIG_POWER = re.compile(r"\^\s*\{[^}]*(?:\^|[0-9]{3})|\^\s*[0-9]{3}")
-
-
-# NFKC would turn "10²" into "102"; mark super/subscript digits as powers/indices first.
-_SCRIPT_DIGITS = str.maketrans(
-    {**{sup: f"^{d}" for d, sup in enumerate("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")},
-     **{chr(0x2080 + d): f"_{d}" for d in range(10)}}
-)
+_PLAIN = re.compile(r"\s*[-+]?[0-9]{1,64}(?:\.[0-9]{1,64})?\s*")
+# "\$77", "77 dollars", "77 \text{ trays}": the common decorated answer, read without the tokenizer
+_DECORATED = re.compile(r"\s*(?:\\?\$|€|£)?\s*([0-9]{1,64}(?:\.[0-9]{1,64})?)\s*"
+                        r"(?:\\text\s*\{\s*([A-Za-z ]{0,40})\}|([A-Za-z ]{0,40}))\s*\.?\s*")
+_STATEMENT = frozenset((T.EQ,))
+_DECORATION = frozenset((T.WORD, T.IDENT, T.CALL, T.CURRENCY, T.PERCENT, T.DOT, T.INWORD, T.RANGE, T.COND,
+                         T.CONNECT, T.EMPTY))
+_SINGLE_DECORATION = _DECORATION | T.SEPARATORS  # with one number, "77," and "77\n" are still 77
+# In a concluding sentence the number follows its verb: "so 11 trays would cost $77".
+_PROSE_VERBS = frozenset(("cost", "costs", "pay", "pays", "paid", "spend", "spends", "spent", "earn", "earns",
+                          "earned", "total", "totals", "comes", "amounts", "need", "needs", "needed", "makes",
+                          "get", "gets", "receive", "receives", "shown", "show", "shows", "charged", "charge",
+                          "owe", "owes", "bill", "read", "reads", "use", "uses", "used", "takes", "take"))
 
 
-def _normalise(span: str) -> str:
-    text = unicodedata.normalize("NFKC", span.translate(_SCRIPT_DIGITS))  # full-width digits -> ASCII
-    text = text.replace("\u2212", "-").replace("\u2013", "-").replace("\u2044", "/").replace("\x00", " ")
-    text = text.replace("{,}", "").replace("\\,", "").replace("\\!", "")
-    text = _UNWRAP.sub("", text)
-    text = _HARMLESS.sub(" ", text)
-    for ch in _CURRENCY + "%'\"`":
-        text = text.replace(ch, " ")
-    text = _FRAC.sub(lambda m: f" {m.group(1) or m.group(2)}/{m.group(3) or m.group(4)} ", text)
-    return _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
+def _last_verb_before_number(nodes: list) -> int:
+    """Index of the last amount verb with a number after it ("pays $77 in total"), else -1."""
+    last_value = max((i for i, n in enumerate(nodes) if T.is_value(n)), default=-1)
+    return max((i for i, n in enumerate(nodes[:last_value])
+                if T.kind_of(n) == T.WORD and n[1] in _PROSE_VERBS), default=-1)
 
 
-def _to_fraction(sign: str, token: str) -> Fraction | None:
-    token = token.replace(" ", "")
-    if sum(c.isdigit() for c in token) > MAX_DIGITS:
+def _single_number(nodes: list) -> Fraction | None:
+    """The one number among decorations (units, currency, words), or ``None``."""
+    core = [n for n in nodes if T.kind_of(n) not in _SINGLE_DECORATION and not _is_unit_group(n)]
+    while len(core) == 1 and isinstance(core[0], T.Group):
+        core = [n for n in core[0].children if T.kind_of(n) not in _SINGLE_DECORATION]
+    sign = ""
+    if core and not isinstance(core[0], T.Group) and core[0][0] == T.OP and core[0][1] in "-+":
+        sign, core = core[0][1], core[1:]
+    if not core or any(isinstance(n, T.Group) or n[0] not in (T.NUM, T.STR) for n in core):
         return None
-    try:
-        if "/" in token:
-            num, den = token.split("/", 1)
-            value = Fraction(num) / Fraction(den)
-        else:
-            value = Fraction(token)
-    except (ValueError, ZeroDivisionError):
+    numbers = [_number_of(n) for n in core]
+    if any(v is None for v in numbers):
         return None
-    return -value if sign == "-" else value
+    if len(numbers) == 2 and _is_mixed(core, numbers):  # 7 1/2
+        numbers = [numbers[0] + numbers[1]]
+    if len(numbers) != 1:
+        return None  # several numbers: a hedge
+    return -numbers[0] if sign == "-" else numbers[0]
 
 
-def parse_number(span: str | None, *, fallback: bool = True) -> Fraction | None:
-    """The single number in an answer span, exactly; ``None`` when absent, hedged or unreadable."""
+def _number_of(node) -> Fraction | None:
+    kind, text, payload = node
+    if kind == T.STR:  # '77': what reference solvers print for string answers
+        inner = payload[1].strip()
+        return Fraction(inner) if _PLAIN.fullmatch(inner) else None
+    return Fraction(payload[1]) if payload[0] == "num" else None
+
+
+def _is_mixed(core: list, numbers: list) -> bool:
+    whole, part = numbers
+    return ("/" not in core[0][1] and "." not in core[0][1] and "/" in core[1][1]
+            and whole.denominator == 1 and 0 < part < 1)
+
+
+def _is_unit_group(node) -> bool:
+    """``(dollars)``, ``\\text{ per tray}`` that stayed bracketed: words only."""
+    return isinstance(node, T.Group) and bool(node.children) and all(
+        T.kind_of(n) in (T.WORD, T.IDENT, T.DOT) for n in node.children)
+
+
+_LATEX_HINT = re.compile(r"\\(?:times|cdot|div|[dtc]?frac|sqrt)(?![A-Za-z])|\^|[\u00b2\u00b3\u00b9\u2070-\u2079]")
+
+
+def _expression_value(nodes: list, span: str) -> Fraction | None:
+    """A LaTeX arithmetic expression's value; leading currency and trailing units are allowed.
+
+    Plain-text arithmetic (``11*7``, ``1+2``, ``2**10``) is not read: the instruction asks
+    for the number itself, and only LaTeX (``\\times``, ``\\frac``, ``\\sqrt``, ``^``) is math notation.
+    """
+    if len(span) > MAX_EXPRESSION_CHARS or not _LATEX_HINT.search(span):
+        return None
+    start, end = 0, len(nodes)
+    while start < end and T.kind_of(nodes[start]) == T.CURRENCY:
+        start += 1
+    while end > start and (T.kind_of(nodes[end - 1]) in _DECORATION or _is_unit_group(nodes[end - 1])):
+        end -= 1
+    core = nodes[start:end]
+    return evaluate(core) if core else None
+
+
+def parse_number(span: str | None, *, arithmetic: bool = True, prose: bool = False) -> Fraction | None:
+    """The single number in an answer span, exactly; ``None`` when absent, hedged or unreadable.
+
+    ``arithmetic=False`` reads literal numbers only (no ``11 \\times 7``). ``prose``
+    spans are read from their last "so"/"thus" and last amount verb on.
+    """
     if not isinstance(span, str) or not span.strip() or len(span) > MAX_SPAN_CHARS:
         return None
-    text = _normalise(span)
-    matches = list(_NUMBER.finditer(text))
-    if len(matches) > 16:
-        return None
-    rest = _NUMBER.sub(" ", text)
-    commands = _LATEX_CMD.findall(rest)
-    arithmetic = bool(commands) or any(op in rest for op in "^*×·÷")
-    if len(matches) == 1 and not arithmetic:
-        return _to_fraction(*matches[0].groups())
-    if not matches:
-        return None
-    # Several numbers, or one inside an operator: only a pure LaTeX arithmetic expression goes on.
-    latex = bool(commands) or "^" in rest
-    if _BIG_POWER.search(text):  # power towers and huge exponents are never our answers: refuse cheaply
-        return None
-    if fallback and latex and "**" not in rest and _ARITH_REST.match(rest):
-        return _math_verify_number(text)  # normalised: "10²" reaches it as "10^2"
-    return None
-
-
-def parse_final_number(response: str, *, fallback: bool = True) -> Fraction | None:
-    """The number in a response's final answer (last ``\\boxed{}``, see :mod:`cf_tasks.answers`)."""
-    return parse_number(extract_answer_text(response), fallback=fallback)
-
-
-def _fits(value: Fraction) -> bool:
-    return abs(value.numerator).bit_length() <= MAX_BITS and value.denominator.bit_length() <= MAX_BITS
-
-
-def _bounded_value(expr: Any, depth: int = 0) -> Fraction | None:
-    """Evaluate a small sympy number expression exactly, refusing anything large or non-rational."""
-    if depth > 20:
-        return None
-    if getattr(expr, "is_Rational", False):
-        value = Fraction(int(expr.p), int(expr.q))
-        return value if _fits(value) else None
-    if getattr(expr, "is_Float", False):
-        text = str(expr)
-        return _to_fraction("", text) if re.fullmatch(r"-?[0-9]+\.?[0-9]*", text) else None
-    if getattr(expr, "is_Add", False) or getattr(expr, "is_Mul", False):
-        parts = [_bounded_value(a, depth + 1) for a in expr.args]
-        if any(p is None for p in parts):
-            return None
-        out = Fraction(0) if expr.is_Add else Fraction(1)
-        for p in parts:
-            out = out + p if expr.is_Add else out * p
-            if not _fits(out):
-                return None
-        return out
-    if getattr(expr, "is_Pow", False):
-        base = _bounded_value(expr.base, depth + 1)
-        exp = expr.exp
-        if base is None or not getattr(exp, "is_Rational", False):
-            return None
-        if exp.q == 2 and exp.p == 1:  # exact square root only
-            if base < 0:
-                return None
-            num, den = math.isqrt(base.numerator), math.isqrt(base.denominator)
-            return Fraction(num, den) if num * num == base.numerator and den * den == base.denominator else None
-        if exp.q != 1 or abs(int(exp.p)) > 64:
-            return None
-        e = int(exp.p)
-        if max(abs(base.numerator).bit_length(), base.denominator.bit_length()) * abs(e) > MAX_BITS:
-            return None
-        if base == 0 and e < 0:
-            return None
-        return base ** e
-    return None
-
-
-def _math_verify_number(span: str) -> Fraction | None:
-    if len(span) > MAX_FALLBACK_CHARS:
-        return None
+    if _PLAIN.fullmatch(span):
+        return Fraction(span.strip())
+    decorated = _DECORATED.fullmatch(span)
+    if decorated is not None and not any(w.lower() in T.KEYWORDS for w in
+                                         (decorated.group(2) or decorated.group(3) or "").split()):
+        return Fraction(decorated.group(1))
     try:
-        from math_verify import parse
-    except ImportError:  # optional extra: executable-cf[math]
+        tokens = T.tokenize(T.normalise(span, thousands=True))
+    except T.TooManyTokens:
         return None
-    try:
-        parsed = parse(f"${span}$", parsing_timeout=None)
-    except Exception:  # noqa: BLE001 - a parser failure on model text is a wrong answer, not a crash
+    if any(t[0] == T.ELLIPSIS for t in tokens):
         return None
-    if not parsed or isinstance(parsed[0], str):
+    nodes = T.tree(tokens)
+    if prose:
+        nodes = T.after_last(nodes, frozenset((T.CONNECT,)))
+        nodes = T.drop_conditions(nodes)
+        nodes = nodes[_last_verb_before_number(nodes) + 1:]
+    nodes = T.after_last(nodes, _STATEMENT)
+    value = _single_number(nodes)
+    if value is None and arithmetic:
+        value = _expression_value(nodes, span)
+    if value is None or abs(value.numerator).bit_length() > 4 * MAX_DIGITS:
         return None
-    return _bounded_value(parsed[0])
+    return value
+
+
+def parse_final_number(response: str, *, arithmetic: bool = True) -> Fraction | None:
+    """The number in a response's final answer; boxes of one list must agree."""
+    located = locate(response)
+    if located is None or located.refused or located.truncated:
+        return None
+    values = {parse_number(span, arithmetic=arithmetic, prose=located.prose) for span in located.spans}
+    if len(values) != 1:
+        return None  # \boxed{3}, \boxed{4}: a hedge
+    return values.pop()

@@ -154,7 +154,7 @@ def _scores(completions: Sequence[Any], answer: Sequence[Any] | None, family: Se
 
 
 def exact_match_reward(completions: Sequence[Any], answer: Sequence[Any] | None = None, **kwargs: Any) -> list:
-    """1.0 when the set in the last ``\\boxed{}`` equals the gold set, else 0.0 (the paper's reward)."""
+    """1.0 when the final answer's set equals the gold set, else 0.0 (the paper's reward; ``docs/answers.md``)."""
     return [None if s is None else float(s["exact_match"]) for s in _scores(completions, answer, kwargs.get("family"))]
 
 

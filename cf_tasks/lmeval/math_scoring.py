@@ -1,8 +1,9 @@
 """``process_results`` for the math (``gsm``) tasks: accuracy on one exact number.
 
 The gold answer is the single canonical number string of ``doc["answer"]``;
-the response's last ``\\boxed{}`` is read by :mod:`cf_tasks.math_answer`
-(exact fractions, hedges score 0). The same function serves as a reward.
+the response's final answer is read by :mod:`cf_tasks.math_answer` (the policy
+of ``docs/answers.md``: exact fractions, hedges score 0). The same function
+serves as a reward.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``process_results`` for the code tasks: set exact match and set F1 of the last ``\\boxed{}``."""
+"""``process_results`` for the code tasks: set exact match and set F1 of the final answer (``docs/answers.md``)."""
 
 from __future__ import annotations
 

@@ -138,17 +138,25 @@ def latent_values_mentioned(text: str, doc: Mapping[str, Any]) -> dict[str, list
     return out
 
 
+# Substrings every match of the assumption patterns contains: a cheap pre-check (same results).
+_ASSUME_STEMS = ("assum", "suppos", "say", "pick", "choos", "take", "guess", "set")
+_GENERIC_STEMS = ("simplicity", "example", "instance", "the sake of", "arbitrar", "without loss of generality")
+
+
 def _assumption_evidence(text: str, doc: Mapping[str, Any]) -> str | None:
-    for name in _latent_names(doc):
+    lower = text.casefold()  # casefold, like re.I: "ſet" matches "set"
+    verbs = any(stem in lower for stem in _ASSUME_STEMS)
+    generic_words = any(stem in lower for stem in _GENERIC_STEMS)
+    for name in _latent_names(doc) if verbs or generic_words else ():
         pattern = re.compile(
             rf"\b{_ASSUME_VERBS}\s+(?:that\s+)?(?:the\s+(?:random|latent|unknown)\s+\w+\s+)?"
             rf"(?<![\w.]){re.escape(name)}{_ASSIGN}{_NUM}",
             re.I,
         )
-        match = pattern.search(text)
+        match = pattern.search(text) if verbs else None
         if match:
             return match.group(0)
-        generic = _GENERIC_ASSUME_RE.search(text)
+        generic = _GENERIC_ASSUME_RE.search(text) if generic_words else None
         if generic:
             window = text[generic.end(): generic.end() + 80]
             m2 = re.search(rf"(?<![\w.]){re.escape(name)}{_ASSIGN}{_NUM}", window)

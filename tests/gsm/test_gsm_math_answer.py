@@ -37,11 +37,25 @@ from cf_tasks.math_answer import parse_final_number, parse_number
     (r"\boxed{'77'}", F(77)),  # what the reference solvers print for string answers
     ("\\boxed{\uff17\uff17}", F(77)),  # full-width digits
     (r"\boxed{{{{77}}}}", F(77)),
-    (r"\boxed{5} then \boxed{6}", F(6)),  # the last box counts
+    (r"\boxed{5} then \boxed{6}", F(6)),  # "then": a new step, the last box counts
+    (r"\boxed{77}, \boxed{77}", F(77)),  # a box list that agrees
     (r"The final answer is 42", F(42)),
-    (r"\boxed{11 \times 7}", F(77)),  # LaTeX arithmetic: Math-Verify fallback
+    (r"\boxed{11 \times 7}", F(77)),  # LaTeX arithmetic, exact (cf_tasks.latex_arith)
     (r"\boxed{\sqrt{49}}", F(7)),
     (r"\boxed{2^{3}}", F(8)),
+    (r"\boxed{11 \times 7 = 77}", F(77)),  # the value after the last "="
+    (r"\boxed{77 = 11 \times 7}", F(77)),
+    (r"\boxed{x \approx 581.75}", F(58175, 100)),  # ... or the last \approx
+    ("\\boxed{10\u00b2\u00b3}", F(10**23)),  # a superscript run is one exponent
+    ("\\boxed{10\u2076}", F(10**6)),
+    (r"\boxed{7\frac{1}{2}}", F(15, 2)),  # a mixed number
+    (r"\boxed{\sqrt[3]{27}}", F(3)),
+    (r"\boxed{\frac{1}{2} \times 154}", F(77)),
+    ("**Answer: 77**", F(77)),  # unboxed fallbacks
+    ("Final answer: $77.", F(77)),
+    ("#### 1,250", F(1250)),
+    ("<think>maybe \\boxed{66}</think>\n**Answer:** 77", F(77)),  # the box in the reasoning is not the answer
+    ("So 11 trays would cost $77.", F(77)),
 ])
 def test_parses_exactly(response, value):
     assert parse_final_number(response) == value
@@ -50,6 +64,8 @@ def test_parses_exactly(response, value):
 @pytest.mark.parametrize("response", [
     r"\boxed{3 or 4}", r"\boxed{3, 4}", r"\boxed{3 \text{ or } 4}", r"\boxed{between 3 and 4}", r"\boxed{3 4}",
     r"\boxed{1,5}", r"\boxed{3 \lor 4}", r"\boxed{\pm 4}", r"\boxed{3; 4}", r"\boxed{11*7}",
+    r"\boxed{1+2}", r"\boxed{2**10}", r"\boxed{3}, \boxed{4}", r"\boxed{2^{2^{2}}}", r"\boxed{\sqrt{2}}",
+    r"\boxed{3.33\ldots}", r"\boxed{10^2^3}",
 ])
 def test_hedges_and_plain_text_arithmetic_score_zero(response):
     assert parse_final_number(response) is None
@@ -62,9 +78,19 @@ def test_no_box_or_broken_box():
     assert parse_number(None) is None
 
 
-def test_fallback_is_optional():
-    assert parse_number(r"11 \times 7", fallback=False) is None
-    assert parse_number("77", fallback=False) == 77
+def test_arithmetic_is_optional():
+    assert parse_number(r"11 \times 7", arithmetic=False) is None
+    assert parse_number("77", arithmetic=False) == 77
+
+
+@pytest.mark.parametrize("expression", [
+    r"2^{100} \times 2^{100} \times 2^{100}",  # intermediate results are capped at 256 bits
+    r"99999999999^{64}", r"2^{65}", r"0^{-1}", r"\frac{1}{1 - 1}", r"(-4)^{1/2}",
+    "(" * 9 + "1" + "+1)" * 9,  # nine nested groups of structure
+    " + ".join(["1"] * 40) + r" \times 1",  # more tokens than an answer has
+])
+def test_arithmetic_bounds(expression):
+    assert parse_number(expression) is None
 
 
 HOSTILE = [
@@ -91,19 +117,21 @@ HOSTILE = [
     r"\boxed{\frac{\frac{\frac{1}{2}}{3}}{4}}",
     r"\boxed{\infty}",
     r"\boxed{NaN}",
+    r"\boxed{" + "(" * 99 + "1" + ")" * 99 + "}",  # Math-Verify: seconds on the first call
+    r"\boxed{" + r"\sqrt{" * 28 + "4" + "}" * 28 + "}",
+    r"\boxed{2^{" + "(" * 95 + "1" + ")" * 95 + "}}",
+    r"\boxed{" + " + ".join(["(1+2)"] * 30) + "}",
 ]
 
 
 @pytest.mark.parametrize("index", range(len(HOSTILE)))
 def test_hostile_answers_are_fast_and_never_executed(index):
     text = HOSTILE[index]
-    parse_final_number(text)  # warm caches (Math-Verify import, regex compilation)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        value = parse_final_number(text)
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.010, f"{best * 1000:.1f} ms"
+    start = time.perf_counter()
+    value = parse_final_number(text)  # the first, uncached call: nothing here caches
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.25, f"{elapsed * 1000:.1f} ms"  # generous: the strict 10 ms is bench_hostile_answers.py
+    assert parse_final_number(text) == value
     assert value is None or (abs(value.numerator).bit_length() < 300 and value.denominator.bit_length() < 300)
     assert not os.path.exists("/tmp/pwned_gsm")
 

@@ -122,8 +122,8 @@ def _entries(m: str) -> list[HostileAnswer]:
         E("unbalanced_open_100k", "braces", r"\boxed{" + "{" * 100_000 + "3", (3,)),
         E("nested_boxes_5000", "braces", r"\boxed{" * 5000 + "3" + "}" * 5000, (3,),
           set_correct=True, math_correct=True),
-        E("many_boxes_last_right", "braces", r"\boxed{1} " * 100_000 + r"\boxed{3}", (3,),
-          set_correct=True, math_correct=True),
+        # 100,001 boxes separated by spaces are one box list (docs/answers.md): too long to be an answer.
+        E("many_boxes_last_right", "braces", r"\boxed{1} " * 100_000 + r"\boxed{3}", (3,)),
         E("many_boxes_last_wrong", "braces", r"\boxed{3} " * 100_000 + r"\boxed{4}", (3,)),
         E("bare_boxed_100k", "braces", r"\boxed{3} " + r"\boxed" * 100_000, (3,)),
         E("bare_fbox_100k", "braces", r"\fbox " * 100_000, (0,)),
@@ -133,11 +133,39 @@ def _entries(m: str) -> list[HostileAnswer]:
         E("open_answer_tags_1MB", "braces", "<ANSWER>" * (MB // 8) + "3", (3,)),
         E("many_answer_tags_last_right", "braces", "<answer>1</answer>" * 50_000 + "<answer>3</answer>", (3,),
           set_correct=True, math_correct=True),
+        # 200-character nests: Math-Verify took 3-5 s on the first (uncached) call of such input
+        E("nested_parens_200", "braces", r"\boxed{" + "(" * 99 + "1" + ")" * 99 + "}", (1,),
+          set_correct=True, math_correct=True),
+        E("nested_mixed_brackets_200", "braces", r"\boxed{" + "[(" * 49 + "1" + ")]" * 49 + "}", (1,),
+          set_correct=True, math_correct=True),
+        E("nested_braces_200", "braces", r"\boxed{" + "{" * 99 + "1" + "}" * 99 + "}", (1,),
+          set_correct=True, math_correct=True),
+        E("nested_left_right_200", "braces", r"\boxed{" + r"\left(" * 14 + "3" + r"\right)" * 14 + "}", (3,),
+          set_correct=True, math_correct=True),
+        E("nested_sqrt_200", "braces", r"\boxed{" + r"\sqrt{" * 28 + "1" + "}" * 28 + "}", (1,)),
+        E("nested_frac_200", "braces", r"\boxed{" + r"\frac{1}{" * 20 + "2" + "}" * 20 + "}", (2,)),
+        E("power_of_nested_parens_200", "braces", r"\boxed{2^{" + "(" * 95 + "1" + ")" * 95 + "}}", (2,),
+          math_correct=True),
+        E("nested_parens_sum_200", "braces", r"\boxed{" + "(" * 45 + "1+" + ")" * 45 + r"\times 1}", (1,)),
+        E("nested_list_items_depth", "braces", r"\boxed{" + "[1, " * 900 + "]" * 900 + "}", (1,)),
+        # -- aimed at the answer locator and the token reader ----------------------------------------
+        E("think_end_flood", "braces", "</think>" * 100_000 + r"\boxed{3}", (3,), set_correct=True,
+          math_correct=True),
+        E("box_list_flood", "braces", r"\boxed{1}, " * 50_000, (1,)),
+        E("parallel_box_labels_flood", "braces", r"f(7) = 1 + 1 = \boxed{2}. " * 5_000, (2,)),
+        E("marker_lines_flood", "size", "Final answer: x\n" * 60_000 + "Final answer: 3", (3,), set_correct=True,
+          math_correct=True),
+        E("heading_flood", "size", "## Final Answer\n" * 60_000, (0,)),
+        E("conclusion_flood", "size", "So " * 300_000 + "3", (3,)),  # a 900 kB "sentence" concludes nothing
+        E("condition_flood", "redos", r"\boxed{4 if r = 1 " + "or r = 1 " * 140 + "}", (4,), set_correct=True),
+        E("emphasis_flood", "redos", r"\boxed{" + "*" * 3000 + "3}", (3,)),
+        E("mapping_flood", "redos", r"\boxed{" + "r=1 \\to " * 140 + "3}", (3,), set_correct=True),
+        E("words_flood_box", "redos", r"\boxed{" + "the " * 550 + "3}", (3,), set_correct=True),
         # -- unicode ----------------------------------------------------------------------------------
         E("arabic_indic_digit", "unicode", "\\boxed{\u0663}", (3,)),
         E("devanagari_digit", "unicode", "\\boxed{\u0969}", (3,)),
-        E("fullwidth_digit", "unicode", "\\boxed{\uff13}", (3,), math_correct=True),
-        E("math_bold_digit", "unicode", "\\boxed{\U0001d7d1}", (3,), math_correct=True),
+        E("fullwidth_digit", "unicode", "\\boxed{\uff13}", (3,), set_correct=True, math_correct=True),  # NFKC: 3
+        E("math_bold_digit", "unicode", "\\boxed{\U0001d7d1}", (3,), set_correct=True, math_correct=True),
         E("superscript_power", "unicode", "\\boxed{10\u00b2}", (102,)),
         E("unicode_minus", "unicode", "\\boxed{\u22123}", (-3,), set_correct=True, math_correct=True),
         E("zero_width_space", "unicode", "\\boxed{1\u200b2}", (12,)),
@@ -310,11 +338,6 @@ FORBIDDEN_EVENTS = frozenset({
     "ctypes.dlsym", "ctypes.call_function", "pickle.find_class", "marshal.loads", "shutil.rmtree",
     "builtins.input", "code.__new__", "function.__new__",
 })
-# sympy.Number(str), reached through Math-Verify's latex2sympy2_extended for an ANTLR NUMBER token,
-# runs sympy's parse_expr on that token (digits only, by the grammar). Allowed exactly, nothing else.
-_SYMPY_NUMBER_SOURCE = re.compile(r"from sympy import \*|(?:Integer|Float|Rational) \((?:'[0-9.]+'|[0-9]+) \)")
-
-
 class Auditor:
     """A process-wide audit hook (hooks cannot be removed) that records forbidden events while armed."""
 
@@ -322,23 +345,13 @@ class Auditor:
         self.armed = False
         self.where = ""
         self.violations: list[str] = []
-        self._compiled_ok = False
         sys.addaudithook(self._hook)
 
     def _hook(self, event: str, args: tuple) -> None:
-        if not self.armed or event not in FORBIDDEN_EVENTS:
-            return
-        if event == "compile":
-            source = args[0] if args else None
-            if isinstance(source, bytes):
-                source = source.decode("utf-8", "replace")
-            self._compiled_ok = isinstance(source, str) and _SYMPY_NUMBER_SOURCE.fullmatch(source.strip()) is not None
-            if self._compiled_ok:
-                return
-        elif event == "exec" and self._compiled_ok and getattr(args[0], "co_filename", None) == "<string>":
-            self._compiled_ok = False
-            return
-        self.violations.append(f"{self.where}: {event} {str(args)[:160]}")
+        # No exceptions: the scoring path calls no third-party parser (Math-Verify's sympy
+        # Number("49") used to be allowed here), so any compile or exec is a violation.
+        if self.armed and event in FORBIDDEN_EVENTS:
+            self.violations.append(f"{self.where}: {event} {str(args)[:160]}")
 
     def call(self, where: str, fn: Callable, *args: Any) -> Any:
         self.where, self.armed = where, True
