@@ -9,9 +9,11 @@ may reduce a response to its extracted answer).
 Responses are merged per instruction key (the ``--key-column``, default
 ``id``, when a row/doc has it; the instruction itself otherwise), exact
 duplicates (after trimming whitespace) are dropped keeping the first
-occurrence, and for executable_cf problems (rows with a gold ``answer`` list
-and a ``family``) only responses our metric scores correct are kept:
-``score_set(response, answer)["exact_match"] == 1`` (GRAPE selects among
+occurrence, and for executable_cf problems (rows with a ``family``) only
+responses the family's scorer marks correct are kept (set exact match for code,
+exact accuracy for math; :mod:`cf_tasks.scoring`), with the gold ``answer`` in
+either format (a list, or JSON text as in lm-eval documents); a problem without
+a usable answer is an error, never silently unverified (GRAPE selects among
 verified-correct responses, as the paper does after UltraInteract's answer
 filter). The first source counts as the original dataset: its number of kept
 responses is written as ``n_original`` (for ``cf-select grape
@@ -101,8 +103,25 @@ def file_records(path: str | os.PathLike, *, columns: PoolColumns, key_column: s
 
 
 def needs_verification(row: dict[str, Any]) -> bool:
-    """An executable_cf problem: it carries its family and gold answer set."""
-    return "family" in row and isinstance(row.get("answer"), list)
+    """An executable_cf problem: it names its family (its gold ``answer`` must then be usable)."""
+    return isinstance(row.get("family"), str) and bool(row["family"])
+
+
+def gold_of(entry: "Candidates") -> Any:
+    """The gold answer of an instruction in either format (list, or JSON text from lm-eval documents).
+
+    An executable_cf problem whose answer is missing or unreadable is an error: verifying nothing would keep
+    every response, right or wrong, without anyone noticing.
+    """
+    from cf_tasks.scoring import decode_gold
+
+    raw = entry.row.get("answer")
+    gold = decode_gold(raw) if raw is not None else None
+    if gold is None or gold == "" or (isinstance(gold, (list, tuple)) and not gold) or isinstance(gold, dict):
+        raise ValueError(f"instruction {entry.key[:60]!r} (family {entry.row.get('family')!r}) has no usable "
+                         f"'answer' (got {raw!r:.80}), so its responses cannot be verified; give the gold answer "
+                         "or pass --verify never to keep unverified responses")
+    return gold
 
 
 def merge_sources(sources: Sequence[tuple[str, Sequence[Candidates]]], *, verify: str = "auto",
@@ -131,16 +150,14 @@ def merge_sources(sources: Sequence[tuple[str, Sequence[Candidates]]], *, verify
                 seen[rec.key].add(norm)
                 entry.responses.append(response)
                 entry.sources.append(name)
-    score_set = None
+    from cf_tasks.scoring import scorer_for
+
     out: list[Candidates] = []
     for entry in merged.values():
         check = verify == "always" or (verify == "auto" and needs_verification(entry.row))
         if check:
-            if not isinstance(entry.row.get("answer"), list):
-                raise ValueError(f"instruction {entry.key[:60]!r}: --verify always but it has no 'answer' list")
-            if score_set is None:
-                from cf_tasks.metrics import score_set
-            keep = [score_set(r, entry.row["answer"])["exact_match"] == 1 for r in entry.responses]
+            gold, score = gold_of(entry), scorer_for(entry.row.get("family"))
+            keep = [score(r, gold)["exact_match"] == 1 for r in entry.responses]
             stats.rejected += keep.count(False)
             entry.responses = [r for r, k in zip(entry.responses, keep) if k]
             entry.sources = [s for s, k in zip(entry.sources, keep) if k]
@@ -200,7 +217,9 @@ class PoolCommand:
                     "wrote %d instruction(s), %d response(s) to %s", stats.read, stats.duplicates, stats.rejected,
                     stats.dropped_instructions, n, sum(len(e.responses) for e in entries), args.output)
         if stats.unverifiable:
-            logger.info("%d response(s) were not verified (no executable_cf answer)", stats.unverifiable)
+            logger.warning("%d response(s) of instructions that are not executable_cf problems (no 'family') were "
+                           "kept unverified; pass --verify always to require a gold answer for every instruction",
+                           stats.unverifiable)
         return 0
 
 

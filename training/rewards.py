@@ -14,90 +14,23 @@ cache (safe off the main thread), install no signal handlers, and never execute
 or evaluate model text: answers are parsed by the bounded, eval-free parser in
 :mod:`cf_tasks.answers`.
 
-Per-family dispatch goes through :data:`SCORERS` (family name -> ``"module:attr"``
-of a ``(response_text, gold) -> {"exact_match", "f1"}`` function), so a new
-family with its own notion of correctness registers a scorer instead of
-adding a branch here.
+Per-family dispatch goes through :data:`cf_tasks.scoring.SCORERS` (family name ->
+``"module:attr"`` of a ``(response_text, gold) -> {"exact_match", "f1"}`` function),
+shared with lm-eval, the pool, collect, the report and the integrations.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
-import threading
 from typing import Any, Callable, Mapping, Sequence
+
+# One scorer for every consumer lives in cf_tasks.scoring; re-exported for reward configs and old imports.
+from cf_tasks.scoring import (DEFAULT_SCORER, SCORERS, Scorer, decode_gold, load_object,  # noqa: F401
+                              score_math_answer, score_set_answer, scorer_for)
 
 logger = logging.getLogger(__name__)
 
-Scorer = Callable[[str, Any], Mapping[str, float]]
 RewardFunc = Callable[..., list]
-
-DEFAULT_SCORER = "training.rewards:score_set_answer"
-
-SCORERS: dict[str, str] = {
-    # Math word problems: one exact number, as the lm-eval math task scores it.
-    "gsm": "training.rewards:score_math_answer",
-}
-"""Family name -> ``"module:attr"`` of its scorer; families not listed use :data:`DEFAULT_SCORER`."""
-
-_cache: dict[str, Scorer] = {}
-_cache_lock = threading.Lock()
-
-
-def load_object(spec: str) -> Any:
-    """Import ``"package.module:attr"``; the error names the spec."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected 'module:attribute', got {spec!r}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(f"cannot import {module_name!r} (from {spec!r}): {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ImportError(f"{module_name!r} has no attribute {attr!r} (from {spec!r})") from None
-    return obj
-
-
-def scorer_for(family: str | None) -> Scorer:
-    """The scorer of a family; the set scorer when the family has none of its own."""
-    spec = SCORERS.get(family or "", DEFAULT_SCORER)
-    with _cache_lock:
-        scorer = _cache.get(spec)
-        if scorer is None:
-            try:
-                scorer = load_object(spec)
-            except ImportError:
-                if spec == DEFAULT_SCORER:
-                    raise
-                logger.warning("scorer %s for family %r is not importable; using the set scorer", spec, family)
-                scorer = load_object(DEFAULT_SCORER)
-            _cache[spec] = scorer
-    return scorer
-
-
-def score_set_answer(response_text: str, gold: Any) -> Mapping[str, float]:
-    """:func:`cf_tasks.metrics.score_set`, accepting a scalar gold answer as a one-element set."""
-    from cf_tasks.metrics import score_set
-
-    if isinstance(gold, (str, int, float)) or gold is None:
-        gold = [gold]
-    return score_set(response_text, gold)
-
-
-def score_math_answer(response_text: str, gold: Any) -> Mapping[str, float]:
-    """Accuracy of a math item (one number, exact fractions) via the lm-eval math task's own scorer.
-
-    Reported as both ``exact_match`` and ``f1`` so every set reward has a meaning on math items.
-    """
-    from cf_tasks.lmeval.math_scoring import gold_number, score_number
-
-    answer = list(gold) if isinstance(gold, (list, tuple)) else [gold]
-    score = float(score_number(response_text, gold_number({"answer": answer})))
-    return {"exact_match": score, "f1": score}
 
 
 def completion_text(completion: Any) -> str:
@@ -121,16 +54,6 @@ def _content_text(content: Any) -> str:
     if isinstance(content, Sequence):  # multimodal parts: [{"type": "text", "text": ...}]
         return "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
     return str(content)
-
-
-def decode_gold(answer: Any) -> Any:
-    """Gold answers travel as JSON text in our datasets (mixed families share one Arrow column)."""
-    if isinstance(answer, str):
-        try:
-            return json.loads(answer)
-        except json.JSONDecodeError:
-            return answer  # a bare string answer (e.g. a user's JSONL)
-    return answer
 
 
 def _scores(completions: Sequence[Any], answer: Sequence[Any] | None, family: Sequence[Any] | None) -> list[dict | None]:

@@ -5,7 +5,7 @@ the framework's conventions and never score anything themselves. Every adapter
 goes through :mod:`cf_tasks.integrations.common`, which calls the same
 generator (``cf_tasks.lmeval.dataset.generate_items``, the function lm-eval's
 loader uses), the same parser and the same per-family scorer
-(``training.rewards.scorer_for``) as lm-eval and the TRL trainers. So item ``i``
+(``cf_tasks.scoring.scorer_for``) as lm-eval and the TRL trainers. So item ``i``
 of ``(family, variant, level, seed)`` is the same item in every framework, and a
 response gets the same score everywhere.
 

@@ -5,7 +5,7 @@ Why one module: the promise of the integrations is that item ``i`` of
 lm-eval, reasoning-gym, verl and inspect. So items come only from
 :func:`cf_tasks.lmeval.dataset.generate_items` (the function behind lm-eval's
 ``custom_dataset`` loader) and scores only from
-:func:`training.rewards.scorer_for` (the per-family scorer behind the GRPO
+:func:`cf_tasks.scoring.scorer_for` (the per-family scorer behind the GRPO
 rewards: set exact match and set F1 for code, exact accuracy for math), which
 delegate to :mod:`cf_tasks.metrics` and :mod:`cf_tasks.answers`. The adapters
 only rename fields.
@@ -119,7 +119,7 @@ def answer_text(item: Mapping[str, Any]) -> str:
 
 def score(family: str | None, response: str, gold_answer: Any) -> dict[str, float]:
     """``{"exact_match", "f1"}`` of one response: the family's own scorer (math: both equal accuracy)."""
-    from training.rewards import scorer_for
+    from cf_tasks.scoring import scorer_for
 
     return {k: float(v) for k, v in scorer_for(family)(response if isinstance(response, str) else "",
                                                         gold_answer).items()}
@@ -127,7 +127,7 @@ def score(family: str | None, response: str, gold_answer: Any) -> dict[str, floa
 
 def metric_names(family: str | None) -> tuple[str, ...]:
     """The metrics the family's lm-eval task reports: set EM and F1, or ``acc`` for math."""
-    from training.rewards import SCORERS
+    from cf_tasks.scoring import SCORERS
 
     return ACCURACY_METRICS if family in SCORERS else SET_METRICS
 

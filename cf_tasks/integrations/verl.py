@@ -138,7 +138,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     reward-model routing are accepted and ignored. The response text is only
     parsed, never evaluated.
     """
-    from training.rewards import decode_gold
+    from cf_tasks.scoring import decode_gold
 
     if metric not in REWARD_METRICS:
         raise ValueError(f"metric must be one of {', '.join(REWARD_METRICS)}, got {metric!r}")

@@ -94,7 +94,10 @@ class Sample(_Scores):
 
     @property
     def gold(self) -> Any:
-        return self.doc.get("answer", self.target)
+        """The gold answer, decoded whichever format the document carried (list or JSON text)."""
+        from cf_tasks.scoring import decode_gold
+
+        return decode_gold(self.doc.get("answer", self.target))
 
 
 @dataclass

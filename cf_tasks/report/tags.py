@@ -207,7 +207,9 @@ def _numeric_strings_as_numbers(values: frozenset) -> frozenset:
 
 def _canonical(values: Any) -> frozenset | None:
     from cf_tasks.answers import canonical_set
+    from cf_tasks.scoring import decode_gold
 
+    values = decode_gold(values)  # a list, or JSON text as in lm-eval documents
     if values is None:
         return None
     if not isinstance(values, (list, tuple, set, frozenset)):

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from report_fixtures import make_doc
 
@@ -93,3 +95,12 @@ def test_math_items_with_text_answers():
     assert r.tags == ("interventional_answer",)
     assert tag_sample("\\boxed{'65'}", d).tags == ()
     assert tag_sample("\\boxed{65}", d).parsed_answer == [65]
+
+
+def test_answers_as_json_text_tag_like_lists():
+    """Documents written by other tools may carry ``answer``/``prior_answer`` as JSON text (issue 11)."""
+    response = "Ignoring the observation, outputs can be \\boxed{8, 5, 7, 6}."
+    as_lists = doc()
+    as_text = {**as_lists, "answer": json.dumps(as_lists["answer"]), "prior_answer": json.dumps(as_lists["prior_answer"])}
+    assert tag_sample(response, as_text).tags == tag_sample(response, as_lists).tags
+    assert "interventional_answer" in tag_sample(response, as_text).tags

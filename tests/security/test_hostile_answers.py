@@ -42,7 +42,7 @@ ENTRY_NAMES = list(CORPUS)
 
 
 def _math_reward_wired() -> bool:
-    from training.rewards import SCORERS, load_object
+    from cf_tasks.scoring import SCORERS, load_object
 
     try:
         load_object(SCORERS["gsm"])

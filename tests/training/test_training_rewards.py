@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from cf_tasks import scoring
 from training import rewards
 from training.rewards import REWARDS, exact_match_reward, f1_reward, format_reward, resolve_reward
 
@@ -130,13 +131,13 @@ def test_hostile_completions_are_fast_deterministic_and_never_executed(tmp_path)
 
 def test_family_scorer_registry_dispatch(monkeypatch):
     monkeypatch.setitem(rewards.SCORERS, "always_right", "tests_training_scorer:not_importable")
-    monkeypatch.setattr(rewards, "_cache", {})
+    monkeypatch.setattr(scoring, "_cache", {})
     # An unimportable family scorer falls back to the set scorer (logged), it does not crash training.
     assert exact_match_reward(["\\boxed{3,5}", "\\boxed{1}"], [GOLD, GOLD],
                               family=["always_right", "always_right"]) == [1.0, 0.0]
 
-    monkeypatch.setitem(rewards.SCORERS, "lenient", "training.rewards:score_set_answer")
-    monkeypatch.setattr(rewards, "_cache", {})
+    monkeypatch.setitem(rewards.SCORERS, "lenient", "cf_tasks.scoring:score_set_answer")
+    monkeypatch.setattr(scoring, "_cache", {})
     assert rewards.scorer_for("lenient") is rewards.score_set_answer
     assert rewards.scorer_for("if_else") is rewards.score_set_answer
 
