@@ -113,8 +113,17 @@ class FeatureConfig:
 
     proj_dim: int = field(default=8192, metadata=_help("Random projection dimension (LESS/BIDS: 8192)."))
     proj_seed: int = field(default=0, metadata=_help("Seed of the Rademacher projection (same for train and val)."))
+    projection: Literal["dense", "factored", "dense_host"] = field(
+        default="dense",
+        metadata=_help("dense: LESS's Rademacher matrix, generated on the device from a hash (same bits on CPU and "
+                       "GPU); factored: LoGra's Kronecker-factored projection of each LoRA module (far cheaper at "
+                       "7-8B, see docs/bids.md); dense_host: the CPU-generated matrix of earlier versions (slow; "
+                       "reproduces their work folders).", choices=("dense", "factored", "dense_host")),
+    )
     grad_batch_size: int = field(
-        default=8, metadata=_help("Examples per batched per-example-gradient pass (memory: batch x LoRA params).")
+        default=8,
+        metadata=_help("Examples per batched per-example-gradient pass. Memory grows with batch x tokens; a dense "
+                       "projection that does not fit the cache is regenerated per batch, so larger is faster."),
     )
     shard_size: int = field(
         default=1024, metadata=_help("Examples per feature shard; the unit of resumption and of the matrix stage.")
@@ -137,6 +146,8 @@ class FeatureConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.torch_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"torch_dtype must be float32, bfloat16 or float16, got {self.torch_dtype!r}")
+        if self.projection not in ("dense", "factored", "dense_host"):
+            raise ValueError(f"projection must be dense, factored or dense_host, got {self.projection!r}")
         if self.projection_cache_gb < 0:
             raise ValueError(f"projection_cache_gb must be >= 0, got {self.projection_cache_gb}")
 

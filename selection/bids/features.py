@@ -111,9 +111,6 @@ class GradientFeaturizer:
         self.device = device
 
     def __call__(self, examples: Sequence[Encoded], bar=None) -> np.ndarray:
-        import torch
-
-        from selection.bids.gradients import adam_transform
         from selection.bids.projection import l2_normalize
 
         order = sorted(range(len(examples)), key=lambda i: (len(examples[i].input_ids), i))
@@ -121,12 +118,34 @@ class GradientFeaturizer:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             ids, mask, labels = (t.to(self.device) for t in collate([examples[i] for i in chunk], self.pad_id))
-            grads = self.grads(ids, mask, labels)
-            if self.moments is not None:
-                grads = adam_transform(grads, self.moments)
-            with torch.no_grad():
-                features = l2_normalize(self.projector.project(grads))
+            features = l2_normalize(self.project_batch(ids, mask, labels))
             out[chunk] = features.cpu().numpy()
             if bar is not None:
                 bar.update(len(chunk))
         return out
+
+    def project_batch(self, ids, mask, labels):
+        """``(B, dim)`` projected (Adam-transformed) gradients, one LoRA module at a time.
+
+        Plain gradients go to :meth:`Projector.project_factors` (the factored
+        projector never forms them). The Adam transform is elementwise in the
+        full gradient, so with moments each module's per-example gradient is
+        formed, transformed and projected, then dropped before the next module.
+        """
+        import torch
+
+        from selection.bids.gradients import adam_transform_one
+
+        factors = self.grads.factors(ids, mask, labels)
+        total = None
+        with torch.no_grad():
+            while factors:
+                module = factors.pop(0)
+                if self.moments is None:
+                    part = self.projector.project_factors(module)
+                else:
+                    part = sum(self.projector.project_parameter(name, adam_transform_one(name, g, self.moments))
+                               for name, g in module.gradients())
+                total = part if total is None else total + part
+                del module
+        return total

@@ -152,7 +152,7 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
     from selection.bids.influence import build_influence_matrix
     from selection.bids.modeling import attach_adapter, load_adapter_weights, load_base_model, load_tokenizer, \
         resolve_device
-    from selection.bids.projection import RademacherProjector
+    from selection.bids.projection import make_projector
     from selection.bids.warmup import run_warmup
 
     config.validate()
@@ -179,7 +179,8 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
                                 f"found {[c.epoch for c in checkpoints]}; run the warmup stage first")
 
     fcfg = config.features
-    feature_meta = {"model": str(config.model), "proj_dim": fcfg.proj_dim, "proj_seed": fcfg.proj_seed,
+    feature_meta = {"model": str(config.model), "projection": fcfg.projection, "proj_dim": fcfg.proj_dim,
+                    "proj_seed": fcfg.proj_seed,
                     "torch_dtype": fcfg.torch_dtype, "data": dataclasses.asdict(config.data)}
     if "features" in stages:
         base = load_base_model(config.model, fcfg.torch_dtype, device)
@@ -192,9 +193,10 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
             else:
                 load_adapter_weights(model, ckpt.path)
             if projector is None:
-                projector = RademacherProjector(
-                    PerExampleGradients(model).shapes, fcfg.proj_dim, fcfg.proj_seed, device=device,
-                    cache_bytes=int(fcfg.projection_cache_gb * (1 << 30)))
+                projector = make_projector(fcfg.projection, PerExampleGradients(model).shapes, fcfg.proj_dim,
+                                           fcfg.proj_seed, device=device,
+                                           cache_bytes=int(fcfg.projection_cache_gb * (1 << 30)))
+                logger.info("features: %s", projector.describe())
             ckpt_meta = {**feature_meta, "checkpoint": ckpt.path.name, "checkpoint_step": ckpt.state["global_step"],
                          "checkpoint_settings": ckpt.state["settings"]}
             folder = work / "features" / ckpt.path.name
