@@ -53,17 +53,24 @@ _M32 = 0xFFFFFFFF
 # -- a device-independent Rademacher generator -------------------------------------------------------------
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """``(x * c) mod 2**32`` for ``0 <= x < 2**32`` in int64 without overflow (16-bit halves of ``c``)."""
-    return (x * (c & 0xFFFF) + ((x * (c >> 16)) & 0xFFFF) * 65536) & _M32
+    """``(x * c) mod 2**32`` for ``0 <= x < 2**32``, in place, in int64 without ever overflowing it.
+
+    A constant below ``2**31`` keeps the product below ``2**63``; a larger one
+    is applied in 16-bit halves.
+    """
+    if c < 1 << 31:
+        return x.mul_(c).bitwise_and_(_M32)
+    high = (x * (c >> 16)).bitwise_and_(0xFFFF).mul_(65536)
+    return x.mul_(c & 0xFFFF).add_(high).bitwise_and_(_M32)
 
 
 def _lowbias32(x: torch.Tensor) -> torch.Tensor:
-    """Chris Wellons' ``lowbias32`` integer hash (a bijection of 32-bit words with strong avalanche)."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+    """Chris Wellons' ``lowbias32`` integer hash (a bijection of 32-bit words with strong avalanche), in place."""
+    x.bitwise_xor_(x >> 16)
+    _mul32(x, 0x7FEB352D)
+    x.bitwise_xor_(x >> 15)
+    _mul32(x, 0x846CA68B)
+    return x.bitwise_xor_(x >> 16)
 
 
 def hash_words(key: int, n: int, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -76,8 +83,8 @@ def hash_words(key: int, n: int, device: str | torch.device = "cpu") -> torch.Te
     """
     if n > 1 << 32:
         raise ValueError(f"a hashed stream has at most 2**32 words, {n} requested")
-    counter = torch.arange(n, dtype=torch.int64, device=device)
-    return _lowbias32(_lowbias32(counter ^ (key & _M32)) ^ ((key >> 32) & _M32))
+    words = torch.arange(n, dtype=torch.int64, device=device).bitwise_xor_(key & _M32)
+    return _lowbias32(_lowbias32(words).bitwise_xor_((key >> 32) & _M32))
 
 
 _SIGN_TABLES: dict[tuple[str, torch.dtype], torch.Tensor] = {}
@@ -94,20 +101,26 @@ def _sign_table(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
 
 
 def rademacher(key: int, rows: int, cols: int, *, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+               dtype: torch.dtype = torch.float32, out: torch.Tensor | None = None) -> torch.Tensor:
     """A ``rows x cols`` matrix of +-1 generated on ``device``; identical bits on every device.
 
     Entry ``(r, c)`` is +1 when bit ``c mod 32`` of word ``r * W + c // 32`` of
     :func:`hash_words` (``W = ceil(cols / 32)``) is set, else -1. Bytes are
-    expanded through a 256-entry sign table, so the cost is one table gather
-    per 8 entries.
+    expanded through a 256-entry sign table, one gather per 8 entries. ``out``
+    (``rows x 32 W``, contiguous) is filled instead of allocating: a fresh
+    32 MiB block costs as much in page faults as generating it on a CPU.
     """
     device = torch.device(device)
     per_row = -(-cols // 32)
+    width = per_row * 32
+    if out is None:
+        out = torch.empty(rows, width, device=device, dtype=dtype)
+    elif tuple(out.shape) != (rows, width) or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {rows} x {width} tensor, got {tuple(out.shape)}")
     words = hash_words(key, rows * per_row, device)
     bytes_ = torch.stack([(words >> shift) & 255 for shift in (0, 8, 16, 24)], dim=1).reshape(-1)
-    signs = _sign_table(device, dtype).index_select(0, bytes_).reshape(rows, per_row * 32)
-    return signs if cols == per_row * 32 else signs[:, :cols].contiguous()
+    torch.index_select(_sign_table(device, out.dtype), 0, bytes_, out=out.view(-1, 8))
+    return out if cols == width else out[:, :cols]
 
 
 # -- the projector interface -------------------------------------------------------------------------------
@@ -184,24 +197,32 @@ class _BlockProjector(Projector):
         self.cache_bytes = int(cache_bytes)
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
         self._cached = 0
+        self._scratch: torch.Tensor | None = None
 
     @abstractmethod
-    def _generate(self, name: str, index: int, rows: int) -> torch.Tensor:
-        """Unscaled +-1 block ``(rows, dim)`` on ``self.device``."""
+    def _generate(self, name: str, index: int, rows: int, scratch: torch.Tensor | None) -> torch.Tensor:
+        """Unscaled +-1 block ``(rows, dim)`` on ``self.device`` (written into ``scratch`` when given)."""
 
     def block(self, name: str, index: int) -> torch.Tensor:
-        """Rows ``[index * block_rows, ...)`` of parameter ``name``'s projection block (unscaled +-1)."""
+        """Rows ``[index * block_rows, ...)`` of parameter ``name``'s projection block (unscaled +-1).
+
+        A block that does not fit the cache is generated into one reused
+        buffer, so it is valid only until the next call.
+        """
         key = (name, index)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         rows = min(self.block_rows, self.numel[name] - index * self.block_rows)
-        matrix = self._generate(name, index, rows)
-        size = matrix.numel() * matrix.element_size()
+        size = rows * self.dim * torch.finfo(self.dtype).bits // 8
         if self._cached + size <= self.cache_bytes:
-            self._cache[key] = matrix
+            matrix = self._cache[key] = self._generate(name, index, rows, None)
             self._cached += size
-        return matrix
+            return matrix
+        if self._scratch is None:
+            self._scratch = torch.empty(self.block_rows, -(-self.dim // 32) * 32, device=self.device,
+                                        dtype=self.dtype)
+        return self._generate(name, index, rows, self._scratch[:rows])
 
     def n_blocks(self, name: str) -> int:
         return math.ceil(self.numel[name] / self.block_rows)
@@ -235,9 +256,10 @@ class DenseProjector(_BlockProjector):
 
     kind = "dense"
 
-    def _generate(self, name, index, rows):
+    def _generate(self, name, index, rows, scratch):
         key = derive_seed("bids-dense-projection", self.seed, name, index)
-        return rademacher(key, rows, self.dim, device=self.device, dtype=self.dtype)
+        block = rademacher(key, rows, self.dim, device=self.device, dtype=self.dtype, out=scratch)
+        return block if scratch is not None or block.is_contiguous() else block.contiguous()
 
 
 class HostDenseProjector(_BlockProjector):
@@ -245,7 +267,7 @@ class HostDenseProjector(_BlockProjector):
 
     kind = "dense_host"
 
-    def _generate(self, name, index, rows):
+    def _generate(self, name, index, rows, scratch):  # the previous code path, unchanged (no scratch buffer)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(derive_seed("bids-rademacher", self.seed, name, index) % (1 << 63))
         bits = torch.randint(0, 2, (rows, self.dim), generator=gen, dtype=torch.int8)
