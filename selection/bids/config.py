@@ -159,7 +159,11 @@ class SelectConfig:
     method: Literal["bids", "task_max", "instance_max", "sum", "random"] = field(
         default="bids", metadata=_help("BIDS or a baseline from the paper.", choices=METHODS)
     )
-    budget: str = field(default="0.15", metadata=_help("Rows to select: a count (300) or a fraction (0.15)."))
+    budget: str = field(
+        default="0.15",
+        metadata=_help("Rows to select: a whole number is a count (300; at most the pool size), a number with a "
+                       "point a fraction of the pool in (0, 1] (0.15; 1.0 = all)."),
+    )
     normalize: bool | None = field(
         default=None,
         metadata=_help("Z-score every validation column first. Default: on for bids, off for the baselines "
@@ -170,12 +174,9 @@ class SelectConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        try:
-            number = float(self.budget)
-        except (TypeError, ValueError):
-            raise ValueError(f"budget must be a count or a fraction, got {self.budget!r}") from None
-        if number <= 0:
-            raise ValueError(f"budget must be positive, got {self.budget!r}")
+        from selection.base import budget_value
+
+        budget_value(self.budget)
 
     def resolved_normalize(self) -> bool:
         from selection.bids.greedy import DEFAULT_NORMALIZE
