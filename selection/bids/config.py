@@ -234,6 +234,14 @@ class BidsConfig:
                        "Default with the pipeline: OUTPUT with suffix .jsonl."),
     )
     plot: bool = field(default=True, metadata=_help("Save the diagnostics plot (PNG next to the output)."))
+    dry_run: bool = field(
+        default=False,
+        metadata=_help("Print the estimated per-GPU memory of the warm-up and feature stages for these settings "
+                       "(from the model's config.json; no weights are loaded) and exit."),
+    )
+    gpu_memory_gb: float = field(
+        default=80.0, metadata=_help("Card size in GiB the dry run checks against (80: A100/H100 80GB).")
+    )
     data: DataConfig = field(default_factory=DataConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -245,6 +253,12 @@ class BidsConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ValueError(f"stages: unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+        if self.gpu_memory_gb <= 0:
+            raise ValueError(f"gpu_memory_gb must be positive, got {self.gpu_memory_gb}")
+        if self.dry_run:
+            if not self.model:
+                raise ValueError("--dry-run estimates the memory of a model: give --model")
+            return
         if self.influence is not None:
             if self.val_tasks is None:
                 raise ValueError("val_tasks: --influence needs --val-tasks (the task of each validation column)")

@@ -66,6 +66,8 @@ class BidsSelector(Selector):
 
         config = config_from_namespace(args)
         progress = getattr(args, "progress", True)
+        if config.dry_run:
+            return _dry_run(config)
         if config.influence is not None:
             A = load_matrix(config.influence)
             rows = None
@@ -88,7 +90,12 @@ class BidsSelector(Selector):
                 write_rows(rows_path, (rows[i] for i in selection.indices))
             png = write_selection(selection, config.output, plot=config.plot)
         else:
+            from selection.bids.distributed import init_ranks
+
+            ranks = init_ranks(config.features.device)
             selection = run_pipeline(config, progress=progress)
+            if not ranks.is_main:  # rank 0 reports for the job
+                return 0
             if selection is None:
                 print(f"stages {', '.join(config.stages)} done in {config.work_dir}")
                 return 0
@@ -102,6 +109,35 @@ class BidsSelector(Selector):
         if png is not None:
             print(f"plot: {png}")
         return 0
+
+
+ADVICE = {"warm-up": "lower --micro-batch-size, add --gradient-checkpointing, --mixed-precision bf16 and "
+                    "--torch-dtype bfloat16",
+          "features": "lower --grad-batch-size or --max-length, use --torch-dtype bfloat16"}
+
+
+def _dry_run(config: BidsConfig) -> int:
+    """Print the per-GPU memory estimate of the warm-up and the feature stage; warn above the card size."""
+    import sys
+
+    from selection.bids.memory import features_estimate, format_estimate, model_sizes, warmup_estimate
+
+    sizes = model_sizes(config.model, config)
+    print(f"{config.model}: {sizes.n_params:,} parameters, {sizes.n_lora:,} LoRA parameters "
+          f"(r={config.warmup.lora_r}); data parallel: the same per GPU for any number of GPUs")
+    for name, parts in (("warm-up", warmup_estimate(sizes, config)), ("features", features_estimate(sizes, config))):
+        text, over = format_estimate(name, parts, config.gpu_memory_gb)
+        print(text)
+        if name == "features":
+            from selection.bids.projection import make_projector
+
+            f = config.features
+            print("  " + make_projector(f.projection, sizes.lora_shapes, f.proj_dim, device="meta",
+                                        cache_bytes=int(f.projection_cache_gb * (1 << 30))).describe())
+        if over:
+            print(f"warning: the {name} stage needs more than a {config.gpu_memory_gb:g} GiB card; {ADVICE[name]}",
+                  file=sys.stderr)
+    return 0
 
 
 def _training_rows(pool: Any) -> tuple[list[dict], str]:
