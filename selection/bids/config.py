@@ -4,8 +4,8 @@ Every field carries ``metadata={"help": ...}``; :func:`add_dataclass_arguments`
 turns the fields into ``cf-select bids`` options (``lora_r`` -> ``--lora-r``), so
 the CLI and the library share one source of defaults and help. Field names are
 unique across the configs for that reason. Defaults follow the LESS/BIDS recipe
-(``../shared/reference/selection.md`` B.2 and C); the choices the papers leave
-open are marked as ours.
+(Xia et al., 2024; Dai et al., 2025; see ``docs/bids.md``); the choices the
+papers leave open are marked as ours.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ records each LoRA module's input, one backward pass of the *sum* of the
 per-example losses yields each example's output gradients (examples do not
 interact: right padding + causal attention), and an ``einsum`` per module gives
 all per-example weight gradients at once: the Opacus / "ghost" technique.
+:meth:`PerExampleGradients.factors` returns the two factors (inputs, output
+gradients) per module without forming the gradients, for the factored
+projection and for forming one module's gradients at a time.
 :func:`loop_per_example_gradients` is the one-backward-per-example reference
 that the tests and the benchmark compare against.
 

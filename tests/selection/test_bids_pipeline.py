@@ -206,3 +206,11 @@ def test_changed_settings_are_refused(reference_run, tiny_lm_dir, tmp_path):
     config.warmup.learning_rate = 5e-4
     with pytest.raises(ValueError, match="other settings"):
         run_pipeline(config, progress=False)
+
+
+def test_features_of_another_projection_are_refused(reference_run, tiny_lm_dir, tmp_path):
+    ref_tmp, (train, math_val, code_val, _), _ = reference_run
+    config = _config(tiny_lm_dir, train, math_val, code_val, ref_tmp / "work", tmp_path / "x.json")
+    config.features.projection = "factored"
+    with pytest.raises(ValueError, match=r"other settings \(projection\)"):
+        run_pipeline(config, progress=False)
