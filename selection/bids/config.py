@@ -95,7 +95,7 @@ class WarmupConfig:
     gradient_checkpointing: bool = field(
         default=False,
         metadata=_help("Recompute each layer's activations in the warm-up backward pass: activation memory of one "
-                       "layer instead of all of them, about 30% more compute, same result."),
+                       "layer instead of all of them, about a third more compute, same result."),
     )
 
     def validate(self) -> None:

@@ -188,3 +188,13 @@ def test_selected_png_has_integer_count_ticks_and_a_visible_pool_level():
     assert len(pool) == 1 and pool[0].get_visible() and pool[0].get_linewidth()[0] > 0
     segments = pool[0].get_segments()
     assert len(segments) == 3 and all(abs(s[1][0] - s[0][0]) > 0.5 and s[0][1] == s[1][1] == 0.0 for s in segments)
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cf_select(["bids", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--projection", "--dry-run", "--gpu-memory-gb", "--mixed-precision", "--gradient-checkpointing",
+                 "--budget", "--grad-batch-size"):
+        assert flag in out
