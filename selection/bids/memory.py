@@ -115,10 +115,7 @@ def features_estimate(sizes: ModelSizes, config) -> dict[str, float]:
     act = _element(f.torch_dtype)
     tokens = f.grad_batch_size * d.max_length
     per_layer = 8 * sizes.hidden + 3 * sizes.kv_width + 3 * sizes.mlp_width + sizes.lora_out_width
-    from selection.bids.projection import make_projector
-
-    projector = make_projector(f.projection, sizes.lora_shapes, f.proj_dim, device="meta",
-                               cache_bytes=int(f.projection_cache_gb * GIB))  # builds nothing: matrices are lazy
+    projector = planned_projector(sizes, config)
     if f.projection == "factored":
         projector_bytes = projector.factor_bytes
     else:
@@ -131,6 +128,37 @@ def features_estimate(sizes: ModelSizes, config) -> dict[str, float]:
         "per-example gradient of one module (+ Adam temporaries)": f.grad_batch_size * sizes.largest_lora * 4 * 3,
         f"projection ({f.projection})": projector_bytes,
     }
+
+
+def planned_projector(sizes: ModelSizes, config):
+    """The run's projector over the LoRA shapes, on the ``meta`` device: its matrices are lazy, nothing is built."""
+    from selection.bids.projection import make_projector
+
+    f = config.features
+    return make_projector(f.projection, sizes.lora_shapes, f.proj_dim, device="meta",
+                          cache_bytes=int(f.projection_cache_gb * GIB))
+
+
+ADVICE = {"warm-up": "lower --micro-batch-size, add --gradient-checkpointing, --mixed-precision bf16 and "
+                     "--torch-dtype bfloat16",
+          "features": "lower --grad-batch-size or --max-length, use --torch-dtype bfloat16"}
+
+
+def dry_run_report(config) -> tuple[str, list[str]]:
+    """The ``--dry-run`` text and one warning per stage that exceeds ``config.gpu_memory_gb``."""
+    sizes = model_sizes(config.model, config)
+    lines = [f"{config.model}: {sizes.n_params:,} parameters, {sizes.n_lora:,} LoRA parameters "
+             f"(r={config.warmup.lora_r}); data parallel: the same per GPU for any number of GPUs"]
+    warnings = []
+    for name, parts in (("warm-up", warmup_estimate(sizes, config)), ("features", features_estimate(sizes, config))):
+        text, over = format_estimate(name, parts, config.gpu_memory_gb)
+        lines.append(text)
+        if name == "features":
+            lines.append("  " + planned_projector(sizes, config).describe())
+        if over:
+            warnings.append(f"warning: the {name} stage needs more than a {config.gpu_memory_gb:g} GiB card; "
+                            f"{ADVICE[name]}")
+    return "\n".join(lines), warnings
 
 
 def format_estimate(name: str, parts: dict[str, float], card_gb: float) -> tuple[str, bool]:

@@ -34,7 +34,9 @@ class BidsSelector(Selector):
         - training rows: a list of dicts, a pool file path, or a
           :class:`selection.io.Pool` (one row per candidate, as ``candidate_row``
           writes it): the whole pipeline runs with ``config`` (validation sets,
-          model and work folder from it; ``config.train`` is not read).
+          model and work folder from it; ``config.train`` is not read). Under a
+          multi-process launch every rank calls this; rank 0 returns the
+          selection, the other ranks an empty one.
         """
         from selection.bids.pipeline import load_tasks, run_pipeline, select_from_matrix
 
@@ -48,6 +50,11 @@ class BidsSelector(Selector):
         rows, source = _training_rows(pool)
         config = dataclasses.replace(config, train=source)
         selection = run_pipeline(config, data=_data_with_rows(config, rows))
+        from selection.bids.distributed import init_ranks
+
+        ranks = init_ranks(config.features.device)
+        if not ranks.is_main:  # under a multi-process launch the selection is rank 0's
+            return Selection([], None, {"rank": ranks.rank, "world_size": ranks.world})
         if selection is None:
             raise ValueError("stages: the select stage did not run, so there is no selection to return")
         return selection
@@ -111,32 +118,16 @@ class BidsSelector(Selector):
         return 0
 
 
-ADVICE = {"warm-up": "lower --micro-batch-size, add --gradient-checkpointing, --mixed-precision bf16 and "
-                    "--torch-dtype bfloat16",
-          "features": "lower --grad-batch-size or --max-length, use --torch-dtype bfloat16"}
-
-
 def _dry_run(config: BidsConfig) -> int:
     """Print the per-GPU memory estimate of the warm-up and the feature stage; warn above the card size."""
     import sys
 
-    from selection.bids.memory import features_estimate, format_estimate, model_sizes, warmup_estimate
+    from selection.bids.memory import dry_run_report
 
-    sizes = model_sizes(config.model, config)
-    print(f"{config.model}: {sizes.n_params:,} parameters, {sizes.n_lora:,} LoRA parameters "
-          f"(r={config.warmup.lora_r}); data parallel: the same per GPU for any number of GPUs")
-    for name, parts in (("warm-up", warmup_estimate(sizes, config)), ("features", features_estimate(sizes, config))):
-        text, over = format_estimate(name, parts, config.gpu_memory_gb)
-        print(text)
-        if name == "features":
-            from selection.bids.projection import make_projector
-
-            f = config.features
-            print("  " + make_projector(f.projection, sizes.lora_shapes, f.proj_dim, device="meta",
-                                        cache_bytes=int(f.projection_cache_gb * (1 << 30))).describe())
-        if over:
-            print(f"warning: the {name} stage needs more than a {config.gpu_memory_gb:g} GiB card; {ADVICE[name]}",
-                  file=sys.stderr)
+    text, warnings = dry_run_report(config)
+    print(text)
+    for line in warnings:
+        print(line, file=sys.stderr)
     return 0
 
 

@@ -160,7 +160,7 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
                     logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
                 (loss / n_tokens).backward()
                 loss_sum += loss.detach()
-            if ranks.world > 1:
+            if ranks.world > 1 and n_tokens > 0:  # a step without label tokens is skipped by every rank alike
                 for p in trainable:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
