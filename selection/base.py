@@ -11,6 +11,7 @@ A selector plugin is an object registered under the entry-point group
 from __future__ import annotations
 
 import argparse
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
@@ -47,15 +48,44 @@ class Selector:
         raise NotImplementedError(f"selector {self.name!r} has no command-line interface")
 
 
+def budget_value(value: str | float | int) -> int | float:
+    """A budget as a count (an ``int``, or text without a point: ``"300"``) or a fraction (a ``float``,
+    or text such as ``"0.15"``, in ``(0, 1]``; ``1.0`` = the whole pool). Anything else is an error."""
+    if isinstance(value, bool):
+        raise ValueError(f"budget must be a count or a fraction, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"budget must be a count (300) or a fraction (0.15), got {text!r}") from None
+    if isinstance(value, numbers.Integral):
+        if value < 1:
+            raise ValueError(f"a budget count must be at least 1, got {value!r}")
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if not 0 < value <= 1:
+            raise ValueError(f"a budget fraction must be in (0, 1] (1.0 = the whole pool), got {value!r}; "
+                             "give a count as a whole number (300)")
+        return float(value)
+    raise ValueError(f"budget must be a count or a fraction, got {value!r}")
+
+
 def parse_budget(value: str | float | int, pool_size: int) -> int:
-    """A budget given as a count (``300``) or a fraction of the pool (``0.15``)."""
-    number = float(value)
-    if number <= 0:
-        raise ValueError(f"budget must be positive, got {value!r}")
-    count = int(round(number * pool_size)) if number < 1 else int(number)
-    if number >= 1 and number != int(number):
-        raise ValueError(f"a budget of 1 or more must be a whole count, got {value!r}")
-    return max(1, min(count, pool_size))
+    """The number of rows a budget selects from a pool of ``pool_size`` (see :func:`budget_value`).
+
+    A fraction rounds to the nearest count (at least 1); a count above the pool size is an error.
+    """
+    budget = budget_value(value)
+    if isinstance(budget, float):
+        return max(1, min(pool_size, int(round(budget * pool_size))))
+    if budget > pool_size:
+        raise ValueError(f"budget {budget} is more than the pool's {pool_size} row(s); give at most {pool_size} "
+                         "or a fraction (1.0 = all)")
+    return budget
 
 
 def selected_subset(rows: Sequence[Any], selection: Selection) -> list[Any]:

@@ -4,8 +4,8 @@ Every field carries ``metadata={"help": ...}``; :func:`add_dataclass_arguments`
 turns the fields into ``cf-select bids`` options (``lora_r`` -> ``--lora-r``), so
 the CLI and the library share one source of defaults and help. Field names are
 unique across the configs for that reason. Defaults follow the LESS/BIDS recipe
-(``../shared/reference/selection.md`` B.2 and C); the choices the papers leave
-open are marked as ours.
+(Xia et al., 2024; Dai et al., 2025; see ``docs/bids.md``); the choices the
+papers leave open are marked as ours.
 """
 
 from __future__ import annotations
@@ -85,6 +85,18 @@ class WarmupConfig:
                        "them (the paper), else peft's default for the architecture."),
     )
     train_seed: int = field(default=0, metadata=_help("Seed of LoRA init, data order and dropout."))
+    mixed_precision: Literal["no", "bf16"] = field(
+        default="no",
+        metadata=_help("bf16: run the warm-up forward/backward under bfloat16 autocast (LESS trains with --bf16); "
+                       "LoRA weights, gradients and Adam moments stay float32. Pair with --torch-dtype bfloat16 "
+                       "to also hold the frozen base weights in bfloat16 (16 GB instead of 32 GB at 8B).",
+                       choices=("no", "bf16")),
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_help("Recompute each layer's activations in the warm-up backward pass: activation memory of one "
+                       "layer instead of all of them, about a third more compute, same result."),
+    )
 
     def validate(self) -> None:
         if not 0 < self.warmup_fraction <= 1:
@@ -105,6 +117,8 @@ class WarmupConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.adam_eps <= 0:
             raise ValueError(f"adam_eps must be positive, got {self.adam_eps}")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
 
 
 @dataclass
@@ -113,8 +127,17 @@ class FeatureConfig:
 
     proj_dim: int = field(default=8192, metadata=_help("Random projection dimension (LESS/BIDS: 8192)."))
     proj_seed: int = field(default=0, metadata=_help("Seed of the Rademacher projection (same for train and val)."))
+    projection: Literal["dense", "factored", "dense_host"] = field(
+        default="dense",
+        metadata=_help("dense: LESS's Rademacher matrix, generated on the device from a hash (same bits on CPU and "
+                       "GPU); factored: LoGra's Kronecker-factored projection of each LoRA module (far cheaper at "
+                       "7-8B, see docs/bids.md); dense_host: the CPU-generated matrix of earlier versions (slow; "
+                       "reproduces their work folders).", choices=("dense", "factored", "dense_host")),
+    )
     grad_batch_size: int = field(
-        default=8, metadata=_help("Examples per batched per-example-gradient pass (memory: batch x LoRA params).")
+        default=8,
+        metadata=_help("Examples per batched per-example-gradient pass. Memory grows with batch x tokens; a dense "
+                       "projection that does not fit the cache is regenerated per batch, so larger is faster."),
     )
     shard_size: int = field(
         default=1024, metadata=_help("Examples per feature shard; the unit of resumption and of the matrix stage.")
@@ -137,6 +160,8 @@ class FeatureConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.torch_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"torch_dtype must be float32, bfloat16 or float16, got {self.torch_dtype!r}")
+        if self.projection not in ("dense", "factored", "dense_host"):
+            raise ValueError(f"projection must be dense, factored or dense_host, got {self.projection!r}")
         if self.projection_cache_gb < 0:
             raise ValueError(f"projection_cache_gb must be >= 0, got {self.projection_cache_gb}")
 
@@ -148,7 +173,11 @@ class SelectConfig:
     method: Literal["bids", "task_max", "instance_max", "sum", "random"] = field(
         default="bids", metadata=_help("BIDS or a baseline from the paper.", choices=METHODS)
     )
-    budget: str = field(default="0.15", metadata=_help("Rows to select: a count (300) or a fraction (0.15)."))
+    budget: str = field(
+        default="0.15",
+        metadata=_help("Rows to select: a whole number is a count (300; at most the pool size), a number with a "
+                       "point a fraction of the pool in (0, 1] (0.15; 1.0 = all)."),
+    )
     normalize: bool | None = field(
         default=None,
         metadata=_help("Z-score every validation column first. Default: on for bids, off for the baselines "
@@ -159,12 +188,9 @@ class SelectConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        try:
-            number = float(self.budget)
-        except (TypeError, ValueError):
-            raise ValueError(f"budget must be a count or a fraction, got {self.budget!r}") from None
-        if number <= 0:
-            raise ValueError(f"budget must be positive, got {self.budget!r}")
+        from selection.base import budget_value
+
+        budget_value(self.budget)
 
     def resolved_normalize(self) -> bool:
         from selection.bids.greedy import DEFAULT_NORMALIZE
@@ -208,6 +234,14 @@ class BidsConfig:
                        "Default with the pipeline: OUTPUT with suffix .jsonl."),
     )
     plot: bool = field(default=True, metadata=_help("Save the diagnostics plot (PNG next to the output)."))
+    dry_run: bool = field(
+        default=False,
+        metadata=_help("Print the estimated per-GPU memory of the warm-up and feature stages for these settings "
+                       "(from the model's config.json; no weights are loaded) and exit."),
+    )
+    gpu_memory_gb: float = field(
+        default=80.0, metadata=_help("Card size in GiB the dry run checks against (80: A100/H100 80GB).")
+    )
     data: DataConfig = field(default_factory=DataConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -219,6 +253,12 @@ class BidsConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ValueError(f"stages: unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+        if self.gpu_memory_gb <= 0:
+            raise ValueError(f"gpu_memory_gb must be positive, got {self.gpu_memory_gb}")
+        if self.dry_run:
+            if not self.model:
+                raise ValueError("--dry-run estimates the memory of a model: give --model")
+            return
         if self.influence is not None:
             if self.val_tasks is None:
                 raise ValueError("val_tasks: --influence needs --val-tasks (the task of each validation column)")

@@ -56,30 +56,51 @@ def format_diagnostics(diag: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_diagnostics(diag: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
-    """Two panels: task histogram and per-task average influence (selected vs pool). Written atomically."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
+def diagnostics_figure(diag: dict[str, Any], *, title: str = ""):
+    """Two panels: task histogram (integer ticks) and per-task average influence, selected vs pool.
 
-    from cf_tasks.jsonl import atomic_write
+    The pool's average is drawn as a dashed level line, not a bar: on the
+    z-scored matrix it is exactly 0 for every task, and a bar of height 0
+    cannot be seen.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
+    from matplotlib.ticker import MaxNLocator
 
     tasks = diag["tasks"]
     x = np.arange(len(tasks))
     fig = Figure(figsize=(max(8.0, 2.4 * len(tasks)), 4.0))
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.bar(x, [diag["task_histogram"][t] for t in tasks], color="tab:blue")
+    counts = [diag["task_histogram"][t] for t in tasks]
+    bars = ax1.bar(x, counts, color="tab:blue")
+    ax1.bar_label(bars, labels=[str(c) for c in counts])
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.set_ylim(0, max(1, max(counts)) * 1.15)
     ax1.set_title("selected rows by argmax task")
     ax1.set_xticks(x, tasks, rotation=30, ha="right")
     ax1.set_ylabel("rows")
-    w = 0.4
-    ax2.bar(x - w / 2, [diag["average_influence"][t] for t in tasks], w, label="selected", color="tab:orange")
-    ax2.bar(x + w / 2, [diag["pool_average_influence"][t] for t in tasks], w, label="pool", color="tab:gray")
-    ax2.axhline(0.0, color="black", linewidth=0.5)
+    selected = [diag["average_influence"][t] for t in tasks]
+    pool_values = [diag["pool_average_influence"][t] for t in tasks]
+    ax2.bar(x, selected, 0.6, label="selected", color="tab:orange")
+    pool = "pool (z-scored: 0)" if diag["matrix"] == "zscore" else "pool"
+    ax2.hlines(pool_values, x - 0.4, x + 0.4, colors="black", linestyles="--", linewidth=2, label=pool, zorder=3)
+    low, high = min(0.0, *selected, *pool_values), max(0.0, *selected, *pool_values)
+    span = (high - low) or 1.0
+    ax2.set_ylim(low - 0.05 * span, high + 0.3 * span)  # headroom for the legend
+    ax2.axhline(0.0, color="gray", linewidth=0.5)
     ax2.set_title(f"average influence per task ({diag['matrix']})")
     ax2.set_xticks(x, tasks, rotation=30, ha="right")
-    ax2.legend()
+    ax2.legend(loc="upper right", ncol=2)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_diagnostics(diag: dict[str, Any], path: str | Path, *, title: str = "") -> Path:
+    """:func:`diagnostics_figure` saved as a PNG, written atomically."""
+    from cf_tasks.jsonl import atomic_write
+
+    fig = diagnostics_figure(diag, title=title)
     path = Path(path)
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)

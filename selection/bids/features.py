@@ -22,6 +22,7 @@ import numpy as np
 
 from cf_tasks.jsonl import atomic_write, write_json
 from selection.bids.data import Encoded, collate
+from selection.bids.distributed import Ranks
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ def n_shards(n_examples: int, shard_size: int) -> int:
     return max(1, math.ceil(n_examples / shard_size))
 
 
-def check_meta(folder: Path, meta: dict[str, Any]) -> None:
-    """Write ``meta.json`` on first use; refuse a folder whose features came from other settings."""
+def check_meta(folder: Path, meta: dict[str, Any], *, write: bool = True) -> None:
+    """Write ``meta.json`` on first use (when ``write``); refuse a folder whose features came from other settings."""
     path = folder / META_FILE
     if path.is_file():
         import json
@@ -59,20 +60,32 @@ def check_meta(folder: Path, meta: dict[str, Any]) -> None:
             raise ValueError(f"{folder}: features were computed with other settings ({', '.join(changed)}); "
                              "use a new --work-dir (or delete the folder) to recompute")
         return
-    write_json(path, meta)
+    if write:
+        write_json(path, meta)
 
 
 def compute_feature_shards(featurize, examples: Sequence[Encoded], folder: str | Path, *, shard_size: int,
-                           meta: dict[str, Any], progress: bool = True, desc: str = "features") -> list[Path]:
-    """Run ``featurize(batch_of_examples) -> (n, dim) array`` over missing shards; returns all shard paths."""
+                           meta: dict[str, Any], progress: bool = True, desc: str = "features",
+                           ranks: Ranks = Ranks()) -> list[Path]:
+    """Run ``featurize(batch_of_examples) -> (n, dim) array`` over missing shards; returns all shard paths.
+
+    Under a multi-process launch each rank computes the missing shards it
+    owns (``k mod world == rank``); all ranks return after every shard exists.
+    A shard's features do not depend on which process computed it.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    check_meta(folder, {**meta, "n_examples": len(examples), "shard_size": shard_size})
+    check_meta(folder, {**meta, "n_examples": len(examples), "shard_size": shard_size}, write=ranks.is_main)
     count = n_shards(len(examples), shard_size)
     paths = [shard_path(folder, k) for k in range(count)]
-    todo = [k for k in range(count) if not paths[k].is_file()]
-    if len(todo) < count:
-        logger.info("%s: %d of %d shard(s) already in %s", desc, count - len(todo), count, folder)
+    missing = [k for k in range(count) if not paths[k].is_file()]
+    todo = [k for k in missing if ranks.owns(k)]
+    if len(missing) < count and ranks.is_main:
+        logger.info("%s: %d of %d shard(s) already in %s", desc, count - len(missing), count, folder)
+    if ranks.world > 1:
+        logger.info("%s: rank %d of %d computes %d of the %d missing shard(s)", desc, ranks.rank, ranks.world,
+                    len(todo), len(missing))
+        progress = progress and ranks.is_main
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
@@ -86,6 +99,7 @@ def compute_feature_shards(featurize, examples: Sequence[Encoded], folder: str |
             np.save(handle, np.ascontiguousarray(features, dtype=np.float32))
     if bar is not None:
         bar.close()
+    ranks.barrier()
     return paths
 
 
@@ -111,9 +125,6 @@ class GradientFeaturizer:
         self.device = device
 
     def __call__(self, examples: Sequence[Encoded], bar=None) -> np.ndarray:
-        import torch
-
-        from selection.bids.gradients import adam_transform
         from selection.bids.projection import l2_normalize
 
         order = sorted(range(len(examples)), key=lambda i: (len(examples[i].input_ids), i))
@@ -121,12 +132,34 @@ class GradientFeaturizer:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             ids, mask, labels = (t.to(self.device) for t in collate([examples[i] for i in chunk], self.pad_id))
-            grads = self.grads(ids, mask, labels)
-            if self.moments is not None:
-                grads = adam_transform(grads, self.moments)
-            with torch.no_grad():
-                features = l2_normalize(self.projector.project(grads))
+            features = l2_normalize(self.project_batch(ids, mask, labels))
             out[chunk] = features.cpu().numpy()
             if bar is not None:
                 bar.update(len(chunk))
         return out
+
+    def project_batch(self, ids, mask, labels):
+        """``(B, dim)`` projected (Adam-transformed) gradients, one LoRA module at a time.
+
+        Plain gradients go to :meth:`Projector.project_factors` (the factored
+        projector never forms them). The Adam transform is elementwise in the
+        full gradient, so with moments each module's per-example gradient is
+        formed, transformed and projected, then dropped before the next module.
+        """
+        import torch
+
+        from selection.bids.gradients import adam_transform_one
+
+        factors = self.grads.factors(ids, mask, labels)
+        total = None
+        with torch.no_grad():
+            while factors:
+                module = factors.pop(0)
+                if self.moments is None:
+                    part = self.projector.project_factors(module)
+                else:
+                    part = sum(self.projector.project_parameter(name, adam_transform_one(name, g, self.moments))
+                               for name, g in module.gradients())
+                total = part if total is None else total + part
+                del module
+        return total

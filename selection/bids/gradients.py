@@ -10,6 +10,9 @@ records each LoRA module's input, one backward pass of the *sum* of the
 per-example losses yields each example's output gradients (examples do not
 interact: right padding + causal attention), and an ``einsum`` per module gives
 all per-example weight gradients at once: the Opacus / "ghost" technique.
+:meth:`PerExampleGradients.factors` returns the two factors (inputs, output
+gradients) per module without forming the gradients, for the factored
+projection and for forming one module's gradients at a time.
 :func:`loop_per_example_gradients` is the one-backward-per-example reference
 that the tests and the benchmark compare against.
 
@@ -77,9 +80,15 @@ class PerExampleGradients:
         params = dict(self.model.named_parameters())
         return {name: tuple(params[name].shape) for name in self.names}
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{name: (B, *param.shape)}`` float32 per-example gradients (``B`` = batch size)."""
+    def factors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> list["LinearFactors"]:
+        """One forward/backward: every trainable module's inputs and per-example output gradients.
+
+        The two Kronecker factors of each module's per-example gradient, in
+        module order; :meth:`LinearFactors.gradients` expands them and
+        :class:`~selection.bids.projection.FactoredProjector` projects them
+        without expanding.
+        """
         records: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
         def hook(module, inputs, output):
@@ -93,33 +102,61 @@ class PerExampleGradients:
                 outputs = [out for module, _, _ in self.modules for _, out in records.get(id(module), [])]
                 if not outputs:
                     raise RuntimeError("no LoRA module was called in the forward pass")
-                grads = torch.autograd.grad(losses.sum(), outputs, allow_unused=True)
+                grads = iter(torch.autograd.grad(losses.sum(), outputs, allow_unused=True))
         finally:
             for handle in handles:
                 handle.remove()
+        del logits, losses, outputs
         batch = input_ids.shape[0]
-        result: dict[str, torch.Tensor] = {}
-        position = 0
+        result = []
         for module, weight, bias in self.modules:
-            calls = records.get(id(module), [])
-            gw = torch.zeros(batch, *module.weight.shape, dtype=torch.float32, device=input_ids.device)
-            gb = torch.zeros(batch, module.weight.shape[0], dtype=torch.float32, device=input_ids.device)
-            for x, _ in calls:
-                g = grads[position]
-                position += 1
-                if g is None:
-                    continue
-                g = g.float().reshape(batch, -1, g.shape[-1])
-                x = x.float().reshape(batch, -1, x.shape[-1])
-                if weight:
-                    gw += torch.einsum("bto,bti->boi", g, x)
-                if bias:
-                    gb += g.sum(dim=1)
-            if weight:
-                result[weight] = gw
-            if bias:
-                result[bias] = gb
+            calls = []
+            for x, _ in records.pop(id(module), []):
+                g = next(grads)
+                if g is not None:
+                    calls.append((x.reshape(batch, -1, x.shape[-1]), g.reshape(batch, -1, g.shape[-1])))
+            result.append(LinearFactors(weight, bias, calls, batch, tuple(module.weight.shape), input_ids.device))
         return result
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{name: (B, *param.shape)}`` float32 per-example gradients (``B`` = batch size)."""
+        return {name: grad for f in self.factors(input_ids, attention_mask, labels) for name, grad in f.gradients()}
+
+
+@dataclass
+class LinearFactors:
+    """One ``nn.Linear``'s recorded inputs ``x`` ``(B, T, in)`` and output gradients ``g`` ``(B, T, out)``.
+
+    Its per-example weight gradient is ``sum_t g_t x_t^T`` (summed over tokens
+    and over the module's calls), its bias gradient ``sum_t g_t``.
+    """
+
+    weight: str | None
+    bias: str | None
+    calls: list[tuple[torch.Tensor, torch.Tensor]]
+    batch: int
+    weight_shape: tuple[int, int]
+    device: torch.device
+
+    def weight_gradient(self) -> torch.Tensor:
+        out = torch.zeros(self.batch, *self.weight_shape, dtype=torch.float32, device=self.device)
+        for x, g in self.calls:
+            out += torch.einsum("bto,bti->boi", g.float(), x.float())
+        return out
+
+    def bias_gradient(self) -> torch.Tensor:
+        out = torch.zeros(self.batch, self.weight_shape[0], dtype=torch.float32, device=self.device)
+        for _, g in self.calls:
+            out += g.float().sum(dim=1)
+        return out
+
+    def gradients(self):
+        """``(name, (B, *shape))`` for the weight and the bias that are trainable, formed one at a time."""
+        if self.weight:
+            yield self.weight, self.weight_gradient()
+        if self.bias:
+            yield self.bias, self.bias_gradient()
 
 
 def loop_per_example_gradients(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -160,13 +197,15 @@ def adam_transform(grads: Mapping[str, torch.Tensor], moments: AdamMoments) -> d
 
     ``m' = b1 m + (1 - b1) g``, ``v' = b2 v + (1 - b2) g^2``, ``G = m' / sqrt(v' + eps)``.
     """
-    out = {}
-    for name, g in grads.items():
-        if name not in moments.exp_avg:
-            raise KeyError(f"the checkpoint's optimizer state has no moments for parameter {name!r}")
-        m = moments.exp_avg[name].to(g)
-        v = moments.exp_avg_sq[name].to(g)
-        m_new = moments.beta1 * m + (1 - moments.beta1) * g
-        v_new = moments.beta2 * v + (1 - moments.beta2) * g * g
-        out[name] = m_new / torch.sqrt(v_new + moments.eps)
-    return out
+    return {name: adam_transform_one(name, g, moments) for name, g in grads.items()}
+
+
+def adam_transform_one(name: str, g: torch.Tensor, moments: AdamMoments) -> torch.Tensor:
+    """:func:`adam_transform` of one parameter's per-example gradients ``(B, *shape)``."""
+    if name not in moments.exp_avg:
+        raise KeyError(f"the checkpoint's optimizer state has no moments for parameter {name!r}")
+    m = moments.exp_avg[name].to(g)
+    v = moments.exp_avg_sq[name].to(g)
+    m_new = moments.beta1 * m + (1 - moments.beta1) * g
+    v_new = moments.beta2 * v + (1 - moments.beta2) * g * g
+    return m_new / torch.sqrt(v_new + moments.eps)

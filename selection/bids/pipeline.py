@@ -147,21 +147,24 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
 
     from selection.bids.checkpoints import checkpoint_weights, list_checkpoints, load_adam_moments
     from selection.bids.data import encode_rows, pad_token_id
+    from selection.bids.distributed import init_ranks, rank_device
     from selection.bids.features import GradientFeaturizer, compute_feature_shards, encodings_fingerprint, load_shards
     from selection.bids.gradients import PerExampleGradients
     from selection.bids.influence import build_influence_matrix
     from selection.bids.modeling import attach_adapter, load_adapter_weights, load_base_model, load_tokenizer, \
         resolve_device
-    from selection.bids.projection import RademacherProjector
+    from selection.bids.projection import make_projector
     from selection.bids.warmup import run_warmup
 
     config.validate()
+    ranks = init_ranks(config.features.device)
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     data = data or load_data(config)
-    write_json(work / "tasks.json", data.val_tasks, indent=None)
+    if ranks.is_main:
+        write_json(work / "tasks.json", data.val_tasks, indent=None)
     stages = set(config.stages)
-    device = resolve_device(config.features.device)
+    device = resolve_device(rank_device(config.features.device, ranks))
     if stages & {"warmup", "features", "matrix"}:  # the selection alone needs no model
         tokenizer = load_tokenizer(config.model)
         train_enc = encode_rows(data.train_rows, tokenizer, config.data, source=str(config.train))
@@ -171,7 +174,7 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
 
     if "warmup" in stages:
         run_warmup(config.model, train_enc, config.warmup, warm_dir, torch_dtype=config.features.torch_dtype,
-                   device=device, progress=progress, fingerprint=train_fp)
+                   device=device, progress=progress, fingerprint=train_fp, ranks=ranks)
     checkpoints = [c for c in list_checkpoints(warm_dir) if c.epoch <= config.warmup.epochs]
     needs_ckpts = stages & {"features", "matrix"}
     if needs_ckpts and [c.epoch for c in checkpoints] != list(range(1, config.warmup.epochs + 1)):
@@ -179,7 +182,8 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
                                 f"found {[c.epoch for c in checkpoints]}; run the warmup stage first")
 
     fcfg = config.features
-    feature_meta = {"model": str(config.model), "proj_dim": fcfg.proj_dim, "proj_seed": fcfg.proj_seed,
+    feature_meta = {"model": str(config.model), "projection": fcfg.projection, "proj_dim": fcfg.proj_dim,
+                    "proj_seed": fcfg.proj_seed,
                     "torch_dtype": fcfg.torch_dtype, "data": dataclasses.asdict(config.data)}
     if "features" in stages:
         base = load_base_model(config.model, fcfg.torch_dtype, device)
@@ -192,9 +196,10 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
             else:
                 load_adapter_weights(model, ckpt.path)
             if projector is None:
-                projector = RademacherProjector(
-                    PerExampleGradients(model).shapes, fcfg.proj_dim, fcfg.proj_seed, device=device,
-                    cache_bytes=int(fcfg.projection_cache_gb * (1 << 30)))
+                projector = make_projector(fcfg.projection, PerExampleGradients(model).shapes, fcfg.proj_dim,
+                                           fcfg.proj_seed, device=device,
+                                           cache_bytes=int(fcfg.projection_cache_gb * (1 << 30)))
+                logger.info("features: %s", projector.describe())
             ckpt_meta = {**feature_meta, "checkpoint": ckpt.path.name, "checkpoint_step": ckpt.state["global_step"],
                          "checkpoint_settings": ckpt.state["settings"]}
             folder = work / "features" / ckpt.path.name
@@ -202,15 +207,17 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
                                       moments=load_adam_moments(ckpt.path), device=device)
             compute_feature_shards(adam, train_enc, folder / "train", shard_size=fcfg.shard_size,
                                    meta={**ckpt_meta, "kind": "adam", "data_fingerprint": train_fp},
-                                   progress=progress, desc=f"train features {ckpt.path.name}")
+                                   progress=progress, desc=f"train features {ckpt.path.name}", ranks=ranks)
             sgd = GradientFeaturizer(model, projector, batch_size=fcfg.grad_batch_size, pad_id=pad, device=device)
             compute_feature_shards(sgd, val_enc, folder / "val", shard_size=fcfg.shard_size,
                                    meta={**ckpt_meta, "kind": "sgd", "data_fingerprint": val_fp},
-                                   progress=progress, desc=f"val features {ckpt.path.name}")
+                                   progress=progress, desc=f"val features {ckpt.path.name}", ranks=ranks)
         del base, model
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
 
+    if not ranks.is_main:  # the matrix and the selection are rank 0's; the other ranks are done
+        return None
     matrix_path = work / "influence.npy"
     if "matrix" in stages:
         from selection.bids.features import n_shards, shard_path

@@ -34,7 +34,9 @@ class BidsSelector(Selector):
         - training rows: a list of dicts, a pool file path, or a
           :class:`selection.io.Pool` (one row per candidate, as ``candidate_row``
           writes it): the whole pipeline runs with ``config`` (validation sets,
-          model and work folder from it; ``config.train`` is not read).
+          model and work folder from it; ``config.train`` is not read). Under a
+          multi-process launch every rank calls this; rank 0 returns the
+          selection, the other ranks an empty one.
         """
         from selection.bids.pipeline import load_tasks, run_pipeline, select_from_matrix
 
@@ -48,6 +50,11 @@ class BidsSelector(Selector):
         rows, source = _training_rows(pool)
         config = dataclasses.replace(config, train=source)
         selection = run_pipeline(config, data=_data_with_rows(config, rows))
+        from selection.bids.distributed import init_ranks
+
+        ranks = init_ranks(config.features.device)
+        if not ranks.is_main:  # under a multi-process launch the selection is rank 0's
+            return Selection([], None, {"rank": ranks.rank, "world_size": ranks.world})
         if selection is None:
             raise ValueError("stages: the select stage did not run, so there is no selection to return")
         return selection
@@ -66,6 +73,8 @@ class BidsSelector(Selector):
 
         config = config_from_namespace(args)
         progress = getattr(args, "progress", True)
+        if config.dry_run:
+            return _dry_run(config)
         if config.influence is not None:
             A = load_matrix(config.influence)
             rows = None
@@ -88,7 +97,12 @@ class BidsSelector(Selector):
                 write_rows(rows_path, (rows[i] for i in selection.indices))
             png = write_selection(selection, config.output, plot=config.plot)
         else:
+            from selection.bids.distributed import init_ranks
+
+            ranks = init_ranks(config.features.device)
             selection = run_pipeline(config, progress=progress)
+            if not ranks.is_main:  # rank 0 reports for the job
+                return 0
             if selection is None:
                 print(f"stages {', '.join(config.stages)} done in {config.work_dir}")
                 return 0
@@ -102,6 +116,19 @@ class BidsSelector(Selector):
         if png is not None:
             print(f"plot: {png}")
         return 0
+
+
+def _dry_run(config: BidsConfig) -> int:
+    """Print the per-GPU memory estimate of the warm-up and the feature stage; warn above the card size."""
+    import sys
+
+    from selection.bids.memory import dry_run_report
+
+    text, warnings = dry_run_report(config)
+    print(text)
+    for line in warnings:
+        print(line, file=sys.stderr)
+    return 0
 
 
 def _training_rows(pool: Any) -> tuple[list[dict], str]:

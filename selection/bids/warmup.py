@@ -29,6 +29,7 @@ from selection.bids.checkpoints import (CheckpointInfo, list_checkpoints, load_o
                                         write_checkpoint)
 from selection.bids.config import WarmupConfig
 from selection.bids.data import IGNORE, Encoded, collate, pad_token_id
+from selection.bids.distributed import Ranks
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,16 @@ def warmup_subset(n_rows: int, config: WarmupConfig) -> np.ndarray:
 
 def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfig, out_dir: str | Path, *,
                torch_dtype: str = "float32", device: str = "cpu", progress: bool = True,
-               fingerprint: str = "") -> list[CheckpointInfo]:
+               fingerprint: str = "", ranks: Ranks = Ranks()) -> list[CheckpointInfo]:
     """Train (or finish training) the warm-up LoRA; returns the checkpoints of all epochs.
 
     ``fingerprint`` identifies the data; a work folder holding checkpoints made
-    from other data or settings is refused instead of silently mixed.
+    from other data or settings is refused instead of silently mixed. Under a
+    multi-process launch the micro-batches of every optimizer step are split
+    across ranks (micro-batch ``m`` on rank ``m mod world``) and the LoRA
+    gradients summed across ranks before each step, so the step is the
+    single-process step up to the order of floating-point additions; rank 0
+    writes the checkpoints.
     """
     import torch
 
@@ -68,7 +74,9 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
     config.validate()
     out_dir = Path(out_dir)
     subset = warmup_subset(len(examples), config)
-    settings = {"format": FORMAT_VERSION, "model": str(model_path), "warmup": dataclasses.asdict(config),
+    # Gradient checkpointing recomputes the same activations (and dropout masks): it does not change the result.
+    recipe = {k: v for k, v in dataclasses.asdict(config).items() if k != "gradient_checkpointing"}
+    settings = {"format": FORMAT_VERSION, "model": str(model_path), "warmup": recipe,
                 "torch_dtype": torch_dtype, "n_examples": len(examples), "data_fingerprint": fingerprint}
     done = [c for c in list_checkpoints(out_dir) if c.epoch <= config.epochs]
     for c in done:
@@ -80,7 +88,8 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
     if len(done) == config.epochs and [c.epoch for c in done] == list(range(1, config.epochs + 1)):
         logger.info("warm-up: all %d checkpoint(s) present in %s; skipping", config.epochs, out_dir)
         return done
-    write_json(out_dir / "subset.json", {"indices": [int(i) for i in subset]})
+    if ranks.is_main:
+        write_json(out_dir / "subset.json", {"indices": [int(i) for i in subset]})
 
     tokenizer = load_tokenizer(model_path)
     pad = pad_token_id(tokenizer)
@@ -91,6 +100,10 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
     model = get_peft_model(base, lora_config(base, r=config.lora_r, alpha=config.lora_alpha,
                                              dropout=config.lora_dropout, target_modules=config.target_modules))
     names = mark_lora_trainable(model)
+    if config.gradient_checkpointing:
+        # Recompute each layer's activations in the backward pass; the frozen embeddings must pass gradients on.
+        model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = dict(model.named_parameters())
     optimizer = torch.optim.AdamW([params[n] for n in names], lr=config.learning_rate,
                                   betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps,
@@ -121,10 +134,10 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
 
     checkpoints = list(done[:start])
     step = start * steps_per_epoch
-    bar = _bar(total_steps, start * steps_per_epoch) if progress else None
+    bar = _bar(total_steps, start * steps_per_epoch) if progress and ranks.is_main else None
+    trainable = [params[n] for n in names]
     for epoch in range(start, config.epochs):
         model.train()
-        torch.manual_seed(derive_seed("bids-warmup-dropout", config.train_seed, epoch) % (1 << 63))
         order = np.random.default_rng(derive_seed("bids-warmup-order", config.train_seed, epoch)).permutation(subset)
         step_lrs: list[float] = []
         losses: list[float] = []
@@ -132,21 +145,30 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
             batch = [examples[i] for i in order[s * config.batch_size:(s + 1) * config.batch_size]]
             n_tokens = sum(sum(1 for x in e.labels[1:] if x != IGNORE) for e in batch)
             step_lrs.append(scheduler.get_last_lr()[0])
-            loss_sum = 0.0
-            for m in range(0, len(batch), config.micro_batch_size):
-                ids, mask, labels = (t.to(device) for t in collate(batch[m:m + config.micro_batch_size], pad))
-                if n_tokens == 0:
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            for m, lo in enumerate(range(0, len(batch), config.micro_batch_size)):
+                if n_tokens == 0 or not ranks.owns(m):
                     continue
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+                # Dropout masks depend on (epoch, step, micro-batch) only: the same on any number of ranks.
+                torch.manual_seed(derive_seed("bids-warmup-dropout", config.train_seed, epoch, s, m) % (1 << 63))
+                ids, mask, labels = (t.to(device) for t in collate(batch[lo:lo + config.micro_batch_size], pad))
+                with _autocast(config.mixed_precision, device):
+                    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                logits = logits[:, :-1].float()
                 target = labels[:, 1:]
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
                 (loss / n_tokens).backward()
-                loss_sum += loss.item()
+                loss_sum += loss.detach()
+            if ranks.world > 1 and n_tokens > 0:  # a step without label tokens is skipped by every rank alike
+                for p in trainable:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                ranks.sum_([p.grad for p in trainable] + [loss_sum])
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss_sum / max(1, n_tokens))
+            losses.append(float(loss_sum) / max(1, n_tokens))
             step += 1
             if bar is not None:
                 bar.update(1)
@@ -160,12 +182,27 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
             model.save_pretrained(str(tmp))
             save_optimizer(tmp, names, optimizer, scheduler)
 
-        checkpoints.append(write_checkpoint(out_dir, epoch + 1, state, contents))
+        if ranks.is_main:
+            checkpoints.append(write_checkpoint(out_dir, epoch + 1, state, contents))
+        else:
+            checkpoints.append(CheckpointInfo(out_dir / f"epoch-{epoch + 1}", epoch + 1, state))
+        ranks.barrier()  # every rank sees the checkpoint before the next stage reads it
         logger.info("warm-up: epoch %d done (mean loss %.4f, average LR %.3g)", epoch + 1, state["mean_loss"],
                     state["avg_lr"])
     if bar is not None:
         bar.close()
     return checkpoints
+
+
+def _autocast(mixed_precision: str, device: str):
+    """``torch.autocast`` in bfloat16 for ``bf16`` (the LoRA weights, gradients and Adam state stay float32)."""
+    import contextlib
+
+    import torch
+
+    if mixed_precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def _bar(total: int, initial: int):

@@ -136,3 +136,65 @@ def test_library_select_on_a_matrix_and_pool_rows(matrix_files, tmp_path):
     rows, source = _training_rows(load_pool(tmp_path / "pool.jsonl"))
     assert [(r["instruction"], r["response"], r["id"]) for r in rows] == [("2 + 3?", "5", 1), ("2 + 3?", "6", 1)]
     assert source.endswith("pool.jsonl")
+
+
+@pytest.mark.parametrize("budget,expected", [("1.0", 200), ("1", 1), ("0.15", 30), ("200", 200), (" 7 ", 7)])
+def test_budget_integer_is_a_count_float_a_fraction(matrix_files, budget, expected):
+    tmp, _ = matrix_files
+    out = tmp / "b.json"
+    code = cf_select(["bids", "--influence", str(tmp / "A.npy"), "--val-tasks", str(tmp / "tasks.json"),
+                      "--budget", budget, "--output", str(out), "--no-plot", "--no-progress"])
+    assert code == 0
+    sel = json.loads(out.read_text())
+    assert sel["budget"] == expected and len(sel["indices"]) == expected == len(set(sel["indices"]))
+
+
+@pytest.mark.parametrize("budget,message", [("201", "more than the pool's 200"), ("2.5", r"fraction must be in \(0, 1\]"),
+                                            ("300.0", "whole number"), ("0", "at least 1"), ("0.0", "fraction"),
+                                            ("-3", "at least 1"), ("lots", "count")])
+def test_bad_budgets_are_errors(matrix_files, capsys, budget, message):
+    import re
+
+    tmp, _ = matrix_files
+    code = cf_select(["bids", "--influence", str(tmp / "A.npy"), "--val-tasks", str(tmp / "tasks.json"),
+                      "--budget", budget, "--output", str(tmp / "x.json"), "--no-plot"])
+    assert code == 2 and re.search(message, capsys.readouterr().err)
+    assert not (tmp / "x.json").exists()
+
+
+def test_library_budgets():
+    from selection.base import parse_budget
+
+    assert parse_budget(1.0, 10) == 10 and parse_budget(1, 10) == 1 and parse_budget(0.25, 10) == 2
+    assert parse_budget(0.01, 10) == 1  # a fraction selects at least one row
+    with pytest.raises(ValueError, match="more than"):
+        parse_budget(11, 10)
+    with pytest.raises(ValueError):
+        parse_budget(True, 10)
+
+
+def test_selected_png_has_integer_count_ticks_and_a_visible_pool_level():
+    from selection.bids.diagnostics import diagnostics_figure
+
+    diag = {"tasks": ["code", "math", "logic"], "matrix": "zscore", "histogram_rule": "task of argmax column",
+            "task_histogram": {"code": 1, "math": 2, "logic": 0},
+            "average_influence": {"code": 0.8, "math": 1.2, "logic": -0.1},
+            "pool_average_influence": {"code": 0.0, "math": 0.0, "logic": 0.0}}
+    fig = diagnostics_figure(diag)
+    hist, infl = fig.axes
+    ticks = [t for t in hist.get_yticks() if hist.get_ylim()[0] <= t <= hist.get_ylim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    pool = [c for c in infl.collections if c.get_label().startswith("pool")]
+    assert len(pool) == 1 and pool[0].get_visible() and pool[0].get_linewidth()[0] > 0
+    segments = pool[0].get_segments()
+    assert len(segments) == 3 and all(abs(s[1][0] - s[0][0]) > 0.5 and s[0][1] == s[1][1] == 0.0 for s in segments)
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cf_select(["bids", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--projection", "--dry-run", "--gpu-memory-gb", "--mixed-precision", "--gradient-checkpointing",
+                 "--budget", "--grad-batch-size"):
+        assert flag in out

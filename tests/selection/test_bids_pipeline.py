@@ -101,7 +101,7 @@ def test_features_use_the_checkpoint_adam_moments(reference_run, tiny_lm_dir):
     from selection.bids.data import collate, encode_row
     from selection.bids.gradients import loop_per_example_gradients
     from selection.bids.modeling import attach_adapter, load_base_model, load_tokenizer
-    from selection.bids.projection import RademacherProjector
+    from selection.bids.projection import DenseProjector
 
     tmp, (_, _, _, rows), _ = reference_run
     ckpt = tmp / "work" / "warmup" / "epoch-2"
@@ -114,7 +114,7 @@ def test_features_use_the_checkpoint_adam_moments(reference_run, tiny_lm_dir):
     assert all(mom.exp_avg_sq[n].min() >= 0 for n in g) and any(mom.exp_avg[n].abs().sum() > 0 for n in g)
     hand = {n: (0.9 * mom.exp_avg[n] + 0.1 * g[n]) / torch.sqrt(0.999 * mom.exp_avg_sq[n] + 0.001 * g[n] ** 2 + 1e-8)
             for n in g}
-    feat = RademacherProjector({n: t.shape[1:] for n, t in g.items()}, 64, 0).project(hand)[0]
+    feat = DenseProjector({n: t.shape[1:] for n, t in g.items()}, 64, 0).project(hand)[0]
     feat = (feat / feat.norm()).numpy()
     stored = np.load(tmp / "work" / "features" / "epoch-2" / "train" / "shard-00000.npy")[5]
     assert np.allclose(stored, feat, atol=1e-5)
@@ -205,4 +205,12 @@ def test_changed_settings_are_refused(reference_run, tiny_lm_dir, tmp_path):
     config = _config(tiny_lm_dir, train, math_val, code_val, ref_tmp / "work", tmp_path / "x.json")
     config.warmup.learning_rate = 5e-4
     with pytest.raises(ValueError, match="other settings"):
+        run_pipeline(config, progress=False)
+
+
+def test_features_of_another_projection_are_refused(reference_run, tiny_lm_dir, tmp_path):
+    ref_tmp, (train, math_val, code_val, _), _ = reference_run
+    config = _config(tiny_lm_dir, train, math_val, code_val, ref_tmp / "work", tmp_path / "x.json")
+    config.features.projection = "factored"
+    with pytest.raises(ValueError, match=r"other settings \(projection\)"):
         run_pipeline(config, progress=False)
