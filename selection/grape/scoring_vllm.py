@@ -276,6 +276,12 @@ class VLLMScorer:
         return cls(LLM(**kwargs), prefix_reuse=prefix_reuse)
 
     # -- public -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop vLLM's engine processes now (otherwise they stop at interpreter exit)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
     def score(self, groups: Sequence[EncodedGroup], progress: Callable[[int], None] | None = None
               ) -> list[list[TokenScore]]:
         requests = self._requests(groups)
