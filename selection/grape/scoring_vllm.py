@@ -313,10 +313,11 @@ class VLLMScorer:
                     cut.prompt_tokens_dropped += dropped - max(lost_response, 0)
                 requests.append(_Request(gi, ci, ids, first))
         if cut.candidates:
-            logger.warning("vLLM: %d of %d candidate(s) exceed max_model_len=%d and were cut from the left: %d "
-                           "prompt(s) truncated, %d response(s) scored on their last %d tokens only",
-                           cut.candidates, len(requests), self.max_model_len, cut.prompts_truncated,
-                           cut.responses_truncated, limit - 1)
+            how = [f"{cut.prompts_truncated} prompt(s) truncated"] if cut.prompts_truncated else []
+            if cut.responses_truncated:
+                how.append(f"{cut.responses_truncated} response(s) scored on their last {limit - 1} tokens only")
+            logger.warning("vLLM: %d of %d candidate(s) exceed max_model_len=%d and were cut from the left: %s",
+                           cut.candidates, len(requests), self.max_model_len, ", ".join(how))
             for name in vars(cut):
                 setattr(self.overlength, name, getattr(self.overlength, name) + getattr(cut, name))
         return requests
