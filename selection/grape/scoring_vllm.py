@@ -21,7 +21,10 @@ each other, share the prompt's cached blocks, and reads only positions vLLM
 computed: a candidate whose reported cache hit (``RequestOutput.num_cached_tokens``)
 reaches a scored position, or whose entries name another token, is scored again
 with the cache read off. ``prefix_reuse=False`` (``--no-prefix-reuse``) gives
-vLLM's default behaviour.
+vLLM's default behaviour. Known limit: vLLM reports the cache hit of a
+request's first scheduling only; a request preempted in the middle of its
+prefill (KV cache exhausted) and resumed with a longer hit is caught only by
+the token check.
 
 Over-length sequences are handled per candidate, never by failing the chunk:
 a sequence longer than the context keeps its last ``max_model_len - 1`` tokens
