@@ -65,3 +65,32 @@ def save_tiny_lm(path: str | Path, **model_kwargs) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def build_llama(tokenizer, *, n_layer: int = 2, hidden_size: int = 128, n_head: int = 2, n_kv_head: int | None = None,
+                intermediate_size: int = 256, max_position_embeddings: int = 1024, seed: int = 0):
+    """A tiny random Llama: an architecture vLLM serves, with head_dim = hidden_size / n_head (64 by default,
+    the smallest the vLLM CPU attention kernels accept)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head or n_head,
+        max_position_embeddings=max_position_embeddings, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def save_tiny_llama(path: str | Path, *, dtype: str = "float32", **model_kwargs) -> Path:
+    """Like :func:`save_tiny_lm` with a Llama saved in ``dtype`` (recorded in its config, as hub checkpoints do)."""
+    import torch
+
+    path = Path(path)
+    tokenizer = build_tokenizer()
+    model = build_llama(tokenizer, **model_kwargs).to(getattr(torch, dtype))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
