@@ -97,6 +97,23 @@ def cmd_families(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from cf_tasks.export import EXPORT_FORMATS, build_release, export
+
+    if args.format not in EXPORT_FORMATS:
+        raise ValueError(f"--format: unknown format {args.format!r}; formats: {', '.join(sorted(EXPORT_FORMATS))}")
+    start = time.perf_counter()
+    release = build_release(n=args.n, train_n=args.train_n, baselines=not args.no_baselines, progress=not args.quiet)
+    written = export(release, args.output, args.format)
+    print(f"wrote {len(release.splits)} splits of {len(release.configs())} configs ({args.format}) to {args.output} "
+          f"in {time.perf_counter() - start:.1f}s ({len(written)} files)")
+    for config, scores in release.baselines.items():
+        cells = ", ".join(f"{solver} {100 * (m.get('exact_match', m.get('acc', 0.0))):.1f}"
+                          for solver, m in scores.items())
+        print(f"  {config}: {cells}")
+    return 0
+
+
 def cmd_tasks_dir(args: argparse.Namespace) -> int:
     from cf_tasks.tasks import tasks_dir
 
@@ -129,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     fams = sub.add_parser("families", help="list installed problem families (plugins included)")
     fams.add_argument("-v", "--verbose", action="store_true")
     fams.set_defaults(func=cmd_families)
+
+    exp = sub.add_parser("export", help="write the shipped benchmark as frozen files (default: a Hugging Face "
+                                         "dataset folder with one config per family and variant)")
+    exp.add_argument("-o", "--output", required=True, help="output folder")
+    exp.add_argument("--format", default="hf", help="output format (default hf; see cf_tasks.export.EXPORT_FORMATS)")
+    exp.add_argument("--train-n", type=int, default=2000, help="items in the if_else training split (0: none)")
+    exp.add_argument("--n", type=int, default=None, help="items per test split (default: each shipped task's n)")
+    exp.add_argument("--no-baselines", action="store_true", help="do not score the reference solvers for the card")
+    exp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    exp.set_defaults(func=cmd_export)
 
     tdir = sub.add_parser("tasks-dir", help="print the folder of our lm-eval task YAMLs (for --include_path)")
     tdir.set_defaults(func=cmd_tasks_dir)
