@@ -447,6 +447,38 @@ def build_item(family, cand: Candidate, *, variant: str, seed: int, index: int,
 
 
 # -- the pipeline -----------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    """The report's counts, updated as candidates are consumed in index order."""
+
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTERS, 0))
+    programs: int = 0
+    queries: int = 0
+    exhausted: int = 0
+    keys: set = field(default_factory=set)  # dedup keys of the accepted items
+
+    def take(self, cand: Candidate) -> bool:
+        """Count one consumed candidate; ``True`` when it makes the item (a passing query, not a duplicate)."""
+        self.programs += 1
+        for name, count in cand.rejections.items():
+            self.rejected[name] += count
+            self.queries += count
+        if cand.reject is not None:
+            if cand.reject == "exhausted":
+                self.exhausted += 1
+            else:
+                self.rejected[cand.reject] += 1
+            return False
+        self.queries += 1
+        inputs, intervention = _query_parts(cand)
+        key = dedup_key(cand.program, inputs, intervention, cand.query.observed_output)  # type: ignore[union-attr]
+        if key in self.keys:
+            self.rejected["duplicate"] += 1
+            return False
+        self.keys.add(key)
+        return True
+
+
 def _check_arguments(family, variant: str, n: int, window: int, config) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -485,12 +517,11 @@ def generate_code_items(family, *, variant: str, n: int, seed: int, config, leve
 
         bar = tqdm(total=n, desc=f"generate {family.name}", unit="item")
 
-    rejected = dict.fromkeys(FILTERS, 0)
+    tally = _Tally()
     items: list[dict] = []
-    keys: set = set()
     states: dict[int, _ItemState] = {}
     next_new = 0  # lowest index without a state yet
-    rounds = runs = programs = queries = exhausted = 0
+    rounds = runs = 0
     fingerprint = config_fingerprint(config)  # level and every knob enter each item's stream
     t_propose = t_execute = t_decide = 0.0
     config_dict = config.to_dict()
@@ -535,33 +566,15 @@ def generate_code_items(family, *, variant: str, n: int, seed: int, config, leve
             while len(items) < n and len(items) in states:
                 st = states[len(items)]
                 accepted = None
-                while st.buffer:
+                while st.buffer and accepted is None:
                     cand = st.buffer.popleft()
-                    programs += 1
-                    for name, count in cand.rejections.items():
-                        rejected[name] += count
-                        queries += count
-                    if cand.reject == "error":
-                        rejected["error"] += 1
-                        continue
-                    if cand.reject == "exhausted":
-                        exhausted += 1
-                        continue
-                    queries += 1
-                    inputs, intervention = _query_parts(cand)
-                    key = dedup_key(cand.program, inputs, intervention, cand.query.observed_output)
-                    if key in keys:
-                        rejected["duplicate"] += 1
-                        continue
-                    keys.add(key)
-                    accepted = cand
-                    break
+                    accepted = cand if tally.take(cand) else None
                 if accepted is None:
                     if st.drawn >= config.max_attempts and not st.in_flight:
                         raise GenerationError(
                             f"family {family.name!r}: item {st.index} (seed {seed}) found no acceptable program in "
-                            f"{config.max_attempts} attempts (max_attempts); rejections so far: {rejected}, "
-                            f"programs without an acceptable query: {exhausted}. "
+                            f"{config.max_attempts} attempts (max_attempts); rejections so far: {tally.rejected}, "
+                            f"programs without an acceptable query: {tally.exhausted}. "
                             "Widen the config's ranges, relax the shortcut filters or raise max_attempts.")
                     break
                 items.append(build_item(family, accepted, variant=variant, seed=seed, index=st.index,
@@ -584,11 +597,11 @@ def generate_code_items(family, *, variant: str, n: int, seed: int, config, leve
         "generator_version": family.version,
         "prompt_version": PROMPT_VERSION,
         "accepted": len(items),
-        "attempts": programs,  # candidate programs; each is tabulated once
-        "queries": queries,  # queries drawn from the tables (program-level rejections draw none)
-        "rejected": rejected,
-        "exhausted_programs": exhausted,
-        "acceptance_rate": (len(items) / programs) if programs else None,
+        "attempts": tally.programs,  # candidate programs; each is tabulated once
+        "queries": tally.queries,  # queries drawn from the tables (program-level rejections draw none)
+        "rejected": tally.rejected,
+        "exhausted_programs": tally.exhausted,
+        "acceptance_rate": (len(items) / tally.programs) if tally.programs else None,
         "multi_gold_items": sum(len(it["answer"]) > 1 for it in items) if variant == "counterfactual" else None,
         "executor_rounds": rounds,
         "program_runs": runs,
@@ -599,5 +612,5 @@ def generate_code_items(family, *, variant: str, n: int, seed: int, config, leve
         "items_per_s": (len(items) / seconds) if seconds > 0 else None,
     }
     logger.info("generated %d %s items in %.2fs (%d programs, rejected %s)", len(items), family.name, seconds,
-                programs, rejected)
+                tally.programs, tally.rejected)
     return GenerationResult(items=items, report=report)
