@@ -122,8 +122,6 @@ def main(argv=None) -> int:
               f"{(wk / args.n * 1e6) if wk is not None else float('nan'):>15.1f}"
               f"{rep['acceptance_rate']:>8.2f}{base['per_s']:>14.0f}{base['per_cpu_s']:>13.0f}"
               f"{fast['per_cpu_s'] / base['per_cpu_s']:>10.1f}x{fast['per_s'] / base['per_s']:>11.1f}x")
-    print()
-    print("where the generating process's wall time went (batched pipeline):")
     if args.compare_n:
         print()
         print(f"same filters without query tables, and no shortcut filters ({args.compare_n} items each):")

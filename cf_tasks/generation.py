@@ -163,27 +163,25 @@ def propose(family, rng, config, k: int) -> Candidate:
 
 
 # -- execution -----------------------------------------------------------------------------
-_ASSIGNMENT = re.compile(r"^(\s+)([A-Za-z_]\w*) = (?!=)[^\n]*$", re.MULTILINE)
+_ASSIGNMENT = re.compile(r"^(\s+[A-Za-z_]\w* = )(?!=)([^\n#]*)$", re.MULTILINE)
 _MIDRUN = "_cf_midrun"
 
 
 def checked_source(program: Program, max_midrun_abs: int | None) -> str:
-    """The program as run during generation: each ``name = expr`` line followed by a bound check.
+    """The program as run during generation: the value of each ``name = expr`` line passes a bound check.
 
-    The check raises ``_CfMidrun`` when the assigned value leaves
-    ``[-max_midrun_abs, max_midrun_abs]`` and changes nothing else, so every value
-    a run returns is the clean program's (the item records ``program.source``;
-    the oracle and the tests re-run that). Only single-line assignments are
-    instrumented: the built-in composers emit nothing else.
+    ``name = expr`` becomes ``name = _cf_check(expr)``, which returns the value
+    unchanged or raises ``_CfMidrun`` when it leaves ``[-max_midrun_abs,
+    max_midrun_abs]``, so every value a run returns is the clean program's (the
+    item records ``program.source``; the oracle and the tests re-run that).
+    Wrapping the expression, rather than adding a statement, keeps ``compile()``,
+    the workers' largest cost, almost as cheap as for the clean program. Only
+    single-line assignments without comments are checked: the built-in composers
+    emit nothing else.
     """
     if max_midrun_abs is None:
         return program.source
-    return _ASSIGNMENT.sub(_check_template(int(max_midrun_abs)), program.source)
-
-
-@functools.lru_cache(maxsize=8)
-def _check_template(bound: int) -> str:
-    return rf"\g<0>\n\g<1>if not -{bound} <= \g<2> <= {bound}: raise _CfMidrun()"
+    return _ASSIGNMENT.sub(r"\1_cf_check(\2)", program.source)
 
 
 # Runs one candidate's whole table inside the worker: rows x assignments in
@@ -212,12 +210,22 @@ def _cf_run(**kwargs):
     except _CfMidrun:
         return {_MIDRUN!r}
 """
-_PRELUDE = "class _CfMidrun(Exception):\n    pass\n\n_cf_fns = []"
+_PRELUDE = """class _CfMidrun(Exception):
+    pass
+
+
+def _cf_check(value, bound={bound}):
+    if -bound <= value <= bound:
+        return value
+    raise _CfMidrun()
+
+
+_cf_fns = []"""
 
 
 def _module(cands: list[Candidate], max_midrun_abs: int | None) -> str:
     """One job module: the candidates' checked sources, each followed by a line recording its function."""
-    parts = [_PRELUDE]
+    parts = [_PRELUDE.format(bound=int(max_midrun_abs or 0))]
     for cand in cands:
         parts.append(checked_source(cand.program, max_midrun_abs))
         parts.append(f"_cf_fns.append({cand.program.entry_point})")  # equal names cannot shadow each other

@@ -31,7 +31,7 @@ class MultiRConfig(CodeConfig):
     loop_if_prob: float = field(default=0.3, metadata={"help": "Probability that a loop body is an if/else."})
     final_if_prob: float = field(default=0.6, metadata={
         "help": "Probability of a closing if/else on a latent after the loops."})
-    query_inputs: int = field(default=4, metadata={
+    query_inputs: int = field(default=3, metadata={
         "help": "Input values each program is tabulated at (times all latent assignments; fewer than the other "
                 "families because the joint domain is large)."})
 

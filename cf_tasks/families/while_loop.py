@@ -49,7 +49,7 @@ class WhileFamily(CodeFamily):
     levels = {
         "easy": WhileConfig(max_iterations=4, latent_high=4, body_statements=1, loop_if_prob=0.2, input_high=15,
                             modulus_prob=0.3, expr_ops=1, preprocess_prob=0.0, multi_gold_prob=0.3),
-        "medium": WhileConfig(multi_gold_prob=0.6),
+        "medium": WhileConfig(modulus_prob=0.7, loop_if_prob=0.6, multi_gold_prob=0.6),
         "hard": WhileConfig(max_iterations=8, latent_high=8, n_loops=2, body_statements=3, loop_if_prob=0.6,
                             modulus_prob=0.7, modulus_high=20, preprocess_prob=0.5, multi_gold_prob=0.7,
                             min_consistent=2),
