@@ -1,6 +1,8 @@
 """Golden digests: the bytes generation produces, pinned per family, variant and level.
 
-For every registered family, every variant and every named level, the SHA-256
+For every family this distribution registers (its ``setup.cfg`` entry points,
+so a new family is covered as soon as it is registered), every variant and
+every named level, the SHA-256
 of the first :data:`N_ITEMS` items at the shipped seed is pinned together with
 the family's ``version`` and the items' ``prompt_version``. The test
 ``tests/golden/test_golden_digests.py`` regenerates them and fails when
@@ -51,12 +53,19 @@ def family_pins(name: str, n: int = N_ITEMS, seed: int | None = None, executor=N
             "digests": digests}
 
 
+def shipped_families() -> list[str]:
+    """Every family this distribution registers (third-party plugins pin their own)."""
+    from cf_tasks.benchmark import BENCHMARK
+    from plugins import FAMILIES
+
+    return sorted(name for name, spec in FAMILIES.specs().items() if spec.distribution == BENCHMARK)
+
+
 def compute_pins(families: Iterable[str] | None = None, n: int = N_ITEMS, seed: int | None = None,
                  executor=None) -> dict[str, Any]:
     from cf_tasks.lmeval.dataset import TASK_DEFAULTS
-    from plugins import FAMILIES
 
-    names = sorted(FAMILIES.names() if families is None else families)
+    names = sorted(shipped_families() if families is None else families)
     return {"n": n, "seed": TASK_DEFAULTS["seed"] if seed is None else seed,
             "families": {name: family_pins(name, n, seed, executor) for name in names}}
 
