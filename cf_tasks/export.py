@@ -229,6 +229,10 @@ def release_manifest(release: Release) -> dict[str, Any]:
             "digest": "sha256 of the items as canonical JSON lines (cf_tasks.benchmark.digest_items)"}
 
 
+def _digest_note(splits: Mapping[str, Mapping[str, Any]]) -> str:
+    return "; ".join(f"{split}: {info['n']} items, sha256 {info['sha256']}" for split, info in splits.items())
+
+
 def _card(release: Release, manifest: Mapping[str, Any]) -> str:
     import yaml
 
@@ -236,11 +240,15 @@ def _card(release: Release, manifest: Mapping[str, Any]) -> str:
 
     configs = []
     for name, entry in manifest["configs"].items():
-        files = [{"split": s, "path": info["path"]} for s, info in entry["splits"].items()]
-        configs.append({"config_name": name, "data_files": files})
-        if "train" in entry["splits"]:  # the paper's release names the training set as its own config
-            configs.append({"config_name": f"{name}-train",
-                            "data_files": [{"split": "train", "path": entry["splits"]["train"]["path"]}]})
+        splits = entry["splits"]
+        files = [{"split": s, "path": info["path"]} for s, info in splits.items()]
+        # ``datasets`` caches a local folder's configs by their YAML definition, not by the files'
+        # contents: the digests in ``description`` make a re-export at the same path load afresh.
+        configs.append({"config_name": name, "data_files": files, "description": _digest_note(splits)})
+        if "train" in splits:  # the paper's release names the training set as its own config
+            configs.append({"config_name": f"{name}-train", "data_files": [{"split": "train",
+                                                                            "path": splits["train"]["path"]}],
+                            "description": _digest_note({"train": splits["train"]})})
     front = {"configs": configs, "license": "mit", "pretty_name": "Executable counterfactuals (executable-cf)",
              "tags": ["executable-cf", "counterfactual-reasoning", "code"]}
     v = release.version

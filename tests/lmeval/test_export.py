@@ -153,3 +153,17 @@ def test_lm_eval_on_the_frozen_folder(release_dir, tmp_path):
     assert data["results"]["frozen_code_while_counterfactual"]["exact_match,none"] == 1.0
     assert data["results"]["frozen_math_gsm_counterfactual"]["acc,none"] == 1.0
     assert data["n-samples"]["frozen_code_while_counterfactual"]["effective"] == N
+
+
+def test_re_export_at_the_same_path_is_not_served_from_the_datasets_cache(tmp_path):
+    """``datasets`` caches a local folder's configs by their YAML; the card's digests make new data load anew."""
+    import datasets
+
+    from cf_tasks.cli import main
+
+    out = tmp_path / "again"
+    sizes = []
+    for n in (2, 3):
+        assert main(["export", "-o", str(out), "--n", str(n), "--train-n", "0", "--no-baselines", "-q"]) == 0
+        sizes.append(len(datasets.load_dataset(str(out), name="code-while-counterfactual", split="test")))
+    assert sizes == [2, 3]
