@@ -14,7 +14,7 @@ the ``cf_oracle`` / ``cf_no_abduction`` reference models.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from cf_tasks.executor.types import CallResult, Job
@@ -31,6 +31,8 @@ class Solution:
     n_consistent: int  # assignments whose observed run reproduces the observed output
     n_assignments: int  # joint domain size
     errors: int  # assignments excluded because a run failed (error, timeout, limit, crash)
+    # f(x', r) of each consistent assignment r, in assignment order (not de-duplicated)
+    consistent_outputs: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def _solve_one(rec: ProgramRecord, res: GridResult, ignore_observation: bool) ->
                              f"{rec.observed_output!r}{failed}")
         answer = canonical_set(consistent_outputs)
     return Solution(answer=answer, prior_answer=prior, n_consistent=n_consistent,
-                    n_assignments=len(res.assignments), errors=errors)
+                    n_assignments=len(res.assignments), errors=errors, consistent_outputs=consistent_outputs)
 
 
 def solve_records(records: Sequence[ProgramRecord | Mapping[str, Any]], executor=None, *,

@@ -126,15 +126,32 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- export: integrations branch. The lead merges this into the `export` command of the generator branch
-# (its format registry, default `hf`): EXPORT_FORMATS entries take the parsed arguments and return an exit code.
+def _export_release(args: argparse.Namespace) -> int:
+    """The frozen benchmark (the shipped tasks, an if_else train split, the baselines' scores) in a format."""
+    from cf_tasks.export import DEFAULT_TRAIN_N, build_release, export
+
+    start = time.perf_counter()
+    train_n = DEFAULT_TRAIN_N if args.train_n is None else args.train_n
+    release = build_release(n=args.n, train_n=train_n, train_seed=args.train_seed,
+                            baselines=not args.no_baselines, progress=not args.quiet)
+    written = export(release, args.output, args.format)
+    print(f"wrote {len(release.splits)} splits of {len(release.configs())} configs ({args.format}) to {args.output} "
+          f"in {time.perf_counter() - start:.1f}s ({len(written)} files)")
+    for config, scores in release.baselines.items():
+        cells = ", ".join(f"{solver} {100 * (m.get('exact_match', m.get('acc', 0.0))):.1f}"
+                          for solver, m in scores.items())
+        print(f"  {config}: {cells}")
+    return 0
+
+
 def _export_verl(args: argparse.Namespace) -> int:
+    """verl's RL layout: train/test parquet, a ``compute_score`` module and a card."""
     from cf_tasks.integrations.verl import VerlExportConfig, export_verl, verl_config_lines
 
-    test_knobs = {k: v for k, v in (("n_test", args.n_test), ("test_seed", args.test_seed)) if v is not None}
+    knobs = {k: v for k, v in (("n_test", args.n), ("test_seed", args.test_seed), ("seed", args.train_seed),
+                               ("n_train", args.train_n)) if v is not None}
     config = VerlExportConfig(families=args.family, variants=args.variant, level=args.level,
-                              config=_parse_overrides(args.set) or None, n_train=args.n, seed=args.seed,
-                              system_prompt=args.system_prompt, **test_knobs)
+                              config=_parse_overrides(args.set) or None, system_prompt=args.system_prompt, **knobs)
     report = export_verl(args.output, config, progress=not args.quiet)
     print(f"wrote {report['train_rows']} train and {report['test_rows']} test rows to {args.output} "
           f"({report['train_dropped_as_test_or_evaluation']} train problems dropped as test or evaluation problems)")
@@ -142,32 +159,46 @@ def _export_verl(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPORT_FORMATS = {"verl": _export_verl}
+CLI_EXPORTERS = {"verl": _export_verl}
+"""Formats with an exporter of their own; every other format of ``cf_tasks.export.EXPORT_FORMATS`` writes the
+frozen release."""
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    return EXPORT_FORMATS[args.format](args)
+    from cf_tasks.export import EXPORT_FORMATS
+
+    formats = sorted(set(EXPORT_FORMATS) | set(CLI_EXPORTERS))
+    if args.format not in formats:
+        raise ValueError(f"--format: unknown format {args.format!r}; formats: {', '.join(formats)}")
+    return CLI_EXPORTERS.get(args.format, _export_release)(args)
 
 
 def _add_export_parser(sub) -> None:
-    exp = sub.add_parser("export", help="write benchmark data for another framework (verl: RL parquet + reward)")
-    exp.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="output format")
+    exp = sub.add_parser("export", formatter_class=DefaultsHelpFormatter,
+                         help="write the shipped benchmark as frozen files: a Hugging Face dataset folder (hf) or "
+                              "verl's RL parquet layout with a reward module (verl)")
     exp.add_argument("-o", "--output", required=True, help="output folder")
-    exp.add_argument("--family", action="append", help="family (repeatable); default: every installed family")
-    exp.add_argument("--variant", action="append", choices=["counterfactual", "interventional"],
-                     help="variant (repeatable); default: every variant of each family")
-    exp.add_argument("--level", default=None, help="named level (easy, medium, hard); default: each family's")
-    exp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config knob")
-    exp.add_argument("--n", type=int, default=1000, help="train prompts per family and variant (default 1000)")
-    exp.add_argument("--n-test", type=int, default=None, help="test prompts per family and variant "
-                                                              "(default: the lm-eval tasks' n, 200)")
-    exp.add_argument("--seed", type=int, default=0, help="seed of the train split (default 0)")
-    exp.add_argument("--test-seed", type=int, default=None, help="seed of the test split (default: the lm-eval "
-                                                                 "tasks' seed, 1234)")
-    exp.add_argument("--system-prompt", default=None, help="system message before each prompt")
-    exp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    exp.add_argument("--format", default="hf", help="output format: hf, verl (see cf_tasks.export.EXPORT_FORMATS)")
+    exp.add_argument("--n", type=positive_int, default=None,
+                     help="test items per family and variant (default: each shipped task's n)")
+    exp.add_argument("--train-n", type=int, default=None,
+                     help="training items (hf: the if_else train split, 0 for none, default 2000; verl: per family "
+                          "and variant, default 1000)")
+    exp.add_argument("--train-seed", type=int, default=None,
+                     help="seed of the training items (default: an independent stream of the test seed)")
+    exp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    hf = exp.add_argument_group("hf only")
+    hf.add_argument("--no-baselines", action="store_true", help="do not score the reference solvers for the card")
+    verl = exp.add_argument_group("verl only")
+    verl.add_argument("--family", action="append", help="family (repeatable); default: every installed family")
+    verl.add_argument("--variant", action="append", choices=["counterfactual", "interventional"],
+                      help="variant (repeatable); default: every variant of each family")
+    verl.add_argument("--level", default=None, help="named level (easy, medium, hard); default: each family's")
+    verl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config knob")
+    verl.add_argument("--test-seed", type=int, default=None, help="seed of the test split (default: the shipped "
+                                                                  "tasks' seed)")
+    verl.add_argument("--system-prompt", default=None, help="system message before each prompt")
     exp.set_defaults(func=cmd_export)
-# -- end of export (integrations branch)
 
 
 def build_parser() -> argparse.ArgumentParser:

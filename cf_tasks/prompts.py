@@ -1,8 +1,16 @@
 """Prompt text for counterfactual and interventional code problems.
 
-The paper does not publish its prompt (counterfactuals.md §1.6, §8); this one
-states the three steps only implicitly ("reason step by step"), shows the code
-with latents drawn by ``random.randint`` and asks for a set in ``\\boxed{}``.
+The paper does not publish its prompt; this one states the three steps only
+implicitly ("reason step by step"), shows the code with latents drawn by
+``random.randint`` and asks for a set in ``\\boxed{}``.
+
+The interventional prompt is the counterfactual prompt with the latent
+revealed, so the two variants differ in abduction only: the same code, the
+same observation sentence, then one sentence revealing the hidden value(s) of
+that observed run instead of saying they are unknown, then the same question
+in the singular ("what would it have returned?"), asking for a single value.
+(The GSM family's prompts follow the same shape.)
+
 ``PROMPT_VERSION`` is recorded in every item so that prompt changes are visible.
 """
 
@@ -10,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
 
 def _fmt(value: Any) -> str:
@@ -58,22 +66,24 @@ def build_prompt(record: Mapping[str, Any]) -> str:
         lines += [f"The hidden value(s) {latent_names} are drawn at random: {_domain_note(latents)}.", ""]
     call = f"{entry}({_kwargs(inputs)})"
     new_call = f"{entry}({_kwargs(new_inputs)})"
+    observation = f"We observed one run: {call} returned {_fmt(observed['output'])}."
+    condition = f"Counterfactually, if we had called {new_call} instead, keeping the same hidden value(s) as in the " \
+                "observed run,"
     if record.get("variant", "counterfactual") == "interventional":
         lines += [
-            f"In one run, the hidden value(s) were {_assign(record['latent_values'])}.",
-            f"Keeping exactly these hidden values, what does {new_call} return?",
+            f"{observation} In that run, the hidden value(s) were {_assign(record['latent_values'])}.",
+            f"{condition} what would it have returned?",
+            "",
+            "Reason step by step, then give the final answer as a single value inside \\boxed{}, "
+            "for example \\boxed{7}.",
         ]
     else:
         lines += [
-            f"We observed one run: {call} returned {_fmt(observed['output'])}. "
-            f"The hidden value(s) {latent_names} of that run are unknown.",
-            f"Counterfactually, if we had called {new_call} instead, keeping the same hidden value(s) as in "
-            "the observed run, what could it have returned?",
+            f"{observation} The hidden value(s) {latent_names} of that run are unknown.",
+            f"{condition} what could it have returned?",
             "List every possible return value that is consistent with the observation.",
+            "",
+            "Reason step by step, then give the final answer as a set of values inside \\boxed{}, "
+            "for example \\boxed{3, 7}.",
         ]
-    lines += [
-        "",
-        "Reason step by step, then give the final answer as a set of values inside \\boxed{}, "
-        "for example \\boxed{3, 7}.",
-    ]
     return "\n".join(lines)

@@ -1,63 +1,28 @@
-"""What a problem family is, and the shared pipeline for code families.
+"""What a problem family is: the base classes every family plugin subclasses.
 
 A family turns ``(rng, config)`` into a :class:`Program`; it knows nothing about
-prompts or scoring. The pipeline in :mod:`cf_tasks.generation` executes the
-program for every latent value, applies the quality filters and builds items.
-Families that are not code (the GSM word problems) implement
+prompts or scoring. Code families implement only :meth:`CodeFamily.generate_program`
+and inherit :meth:`CodeFamily.generate_items`, which runs the shared pipeline of
+:mod:`cf_tasks.generation` (execute every program at every latent value, filter,
+build items). Families that are not code (the GSM word problems) implement
 ``generate_items`` themselves and return the same :class:`GenerationResult`.
+
+The data types live in :mod:`cf_tasks.families.types` (re-exported here), so the
+pipeline imports them without importing this module: no import cycle.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
+from cf_tasks.families.types import (PIPELINE_DEFAULTS, CodePipelineConfig, FamilyConfig, GenerationError,
+                                     GenerationResult, Program)
 
-@dataclass(frozen=True)
-class Program:
-    """A generated function ``y = f(inputs, latents)``.
-
-    ``source`` is executable: the entry point takes the inputs and the latents as
-    keyword parameters. ``display_source`` is what the prompt shows: the same
-    logic with each latent drawn inside the body as ``r = random.randint(lo, hi)``
-    (as in the paper's figures).
-    """
-
-    source: str
-    display_source: str
-    entry_point: str
-    inputs: Mapping[str, tuple[int, int]]  # name -> inclusive range to sample queries from
-    latents: Mapping[str, tuple[int, ...]]  # name -> finite domain, in order
-
-
-@dataclass(frozen=True)
-class FamilyConfig:
-    """Base of every family's config. Subclasses add knobs, each with ``metadata={"help": ...}``."""
-
-    max_abs_value: int = field(default=10_000, metadata={"help": "Reject items whose outputs exceed this magnitude."})
-    max_attempts: int = field(default=200, metadata={"help": "Candidate programs tried per item before giving up."})
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the field; called by :meth:`Family.config`."""
-        if self.max_abs_value <= 0:
-            raise ValueError("max_abs_value must be positive")
-        if self.max_attempts <= 0:
-            raise ValueError("max_attempts must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def field_help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
-@dataclass
-class GenerationResult:
-    items: list[dict]  # JSON records (see cf_tasks.records) with provenance fields
-    report: dict[str, Any]  # counts per filter, attempts, timing
+__all__ = ["Family", "CodeFamily", "FamilyConfig", "CodePipelineConfig", "PIPELINE_DEFAULTS", "GenerationError",
+           "GenerationResult", "Program"]
 
 
 _NUMBER_FIELD_TYPES = {"int": (int,), "float": (int, float)}
@@ -88,6 +53,8 @@ class Family:
     levels: ClassVar[Mapping[str, FamilyConfig]] = {}
     variants: ClassVar[tuple[str, ...]] = ("counterfactual", "interventional")
     default_level: ClassVar[str] = "medium"
+    domain: ClassVar[str | None] = None
+    """First part of the released dataset config names (``code`` in ``code-while-counterfactual``)."""
 
     def config(self, level: str | None = None, **overrides: Any) -> FamilyConfig:
         """The config of a named level with field overrides, validated."""
@@ -113,7 +80,7 @@ class Family:
                        level: str | None = None, executor=None, progress: bool = False) -> GenerationResult:
         raise NotImplementedError
 
-    # -- reference solvers (used by the cf_oracle / cf_no_abduction lm-eval models) ----------
+    # -- reference solvers (the cf_oracle / cf_no_abduction / cf_echo / cf_one_latent lm-eval models) --
     def oracle_answer(self, doc: Mapping[str, Any], executor=None) -> list:
         """Solve an item from its structured fields (never from ``doc["answer"]``)."""
         raise NotImplementedError
@@ -122,36 +89,85 @@ class Family:
         """Answer while ignoring the observation (the prior); shows the counterfactual drop."""
         raise NotImplementedError
 
+    def echo_answer(self, doc: Mapping[str, Any], executor=None) -> list:
+        """The shortcut "nothing changes": answer the observed output."""
+        return [observed_output(doc)]
+
+    def one_latent_answer(self, doc: Mapping[str, Any], executor=None) -> list:
+        """The shortcut "assume one latent": the answer under one consistent hidden value, chosen deterministically.
+
+        The default suits families whose observation determines the hidden
+        quantity uniquely (``gsm`` rejects items where it does not), where it is
+        the oracle's answer; families with several consistent values override it.
+        """
+        return self.oracle_answer(doc, executor)
+
+
+def observed_output(doc: Mapping[str, Any]) -> Any:
+    """``doc["observed"]["output"]`` of an item or of an lm-eval document (nested fields as JSON text)."""
+    observed = doc.get("observed")
+    if isinstance(observed, str):
+        observed = json.loads(observed)
+    if not isinstance(observed, Mapping) or "output" not in observed:
+        raise ValueError(f"item {doc.get('id', '?')}: field 'observed' must be an object with an 'output'")
+    return observed["output"]
+
 
 class CodeFamily(Family):
     """A family of generated Python functions; subclasses implement :meth:`generate_program`."""
 
+    domain = "code"
+
     def generate_program(self, rng: random.Random, config: FamilyConfig) -> Program:
         raise NotImplementedError
 
-    def sample_query(self, rng: random.Random, program: Program, config: FamilyConfig) -> tuple[dict, dict]:
-        """Observed inputs and an intervention on one input (a different value in its range)."""
-        observed = {name: rng.randint(lo, hi) for name, (lo, hi) in program.inputs.items()}
-        target = rng.choice(sorted(program.inputs))
-        lo, hi = program.inputs[target]
-        new = rng.randint(lo, hi - 1) if hi > lo else lo
-        if new >= observed[target] and hi > lo:
-            new += 1
-        return observed, {target: new}
+    def sample_rows(self, rng: random.Random, program: Program, k: int) -> list[dict]:
+        """Input rows at which the pipeline tabulates the program (every row times every latent assignment).
+
+        A query pairs two rows that differ in exactly one input (the observed run
+        and the intervention). One input: ``k`` distinct values of its range (all
+        of them if the range is smaller), so every pair of distinct values is
+        equally likely. Several inputs: a base row and ``k - 1`` rows that change
+        one input each.
+        """
+        names = list(program.inputs)
+        if len(names) == 1:
+            (name,), (lo, hi) = names, program.inputs[names[0]]
+            values = range(lo, hi + 1)
+            picked = rng.sample(values, k) if len(values) > k else list(values)
+            return [{name: v} for v in picked]
+        base = {name: rng.randint(lo, hi) for name, (lo, hi) in program.inputs.items()}
+        rows = [base]
+        for _ in range(k - 1):
+            name = rng.choice(names)
+            lo, hi = program.inputs[name]
+            if hi > lo:
+                value = rng.randint(lo, hi - 1)
+                rows.append({**base, name: value + 1 if value >= base[name] else value})
+        return rows
 
     def generate_items(self, *, variant: str, n: int, seed: int, config: FamilyConfig,
                        level: str | None = None, executor=None, progress: bool = False) -> GenerationResult:
+        # Imported here so that loading a family plugin (e.g. ``cf-tasks families``) does not load
+        # the pipeline; the dependency is one-way (the pipeline never imports this module).
         from cf_tasks.generation import generate_code_items
 
         return generate_code_items(self, variant=variant, n=n, seed=seed, config=config, level=level,
                                    executor=executor, progress=progress)
 
+    # Per-document forms of the reference solvers; the lm-eval models batch many documents
+    # through the same function (``cf_tasks.reference.solve_code_docs``).
     def oracle_answer(self, doc: Mapping[str, Any], executor=None) -> list:
-        from cf_tasks.abduction import solve_doc
+        from cf_tasks.reference import solve_code_docs
 
-        return solve_doc(doc, executor=executor).answer
+        return solve_code_docs([doc], "cf_oracle", executor)[0]
 
     def no_abduction_answer(self, doc: Mapping[str, Any], executor=None) -> list:
-        from cf_tasks.abduction import solve_doc
+        from cf_tasks.reference import solve_code_docs
 
-        return solve_doc(doc, executor=executor, ignore_observation=True).answer
+        return solve_code_docs([doc], "cf_no_abduction", executor)[0]
+
+    def one_latent_answer(self, doc: Mapping[str, Any], executor=None) -> list:
+        from cf_tasks.reference import solve_code_docs
+
+        return solve_code_docs([doc], "cf_one_latent", executor)[0]

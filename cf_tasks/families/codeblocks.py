@@ -1,7 +1,7 @@
 """Code-block composition shared by the code families (the paper's Fig 2-4 templates).
 
 The paper builds functions from a three-level placeholder template
-(counterfactuals.md §1.3, §2):
+(Vashishtha, Dai et al., *Executable Counterfactuals*, ICLR 2026, §2 and Figures 2-4):
 
 * fixed placeholders: the function name ``generated_func_NNNN``, the latent draw
   ``r = random.randint(lo, hi)`` and the ``return``;
@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cf_tasks.families.base import FamilyConfig, Program
+from cf_tasks.families.types import CodePipelineConfig, Program
 
 RESULT = "result"
 """The variable every body assigns and the return expression reads."""
@@ -64,8 +64,8 @@ def require_ordered(cfg: object, low: str, high: str, min_width: int = 0) -> Non
 
 
 @dataclass(frozen=True)
-class CodeConfig(FamilyConfig):
-    """Knobs shared by every code family (value placeholders and ranges)."""
+class CodeConfig(CodePipelineConfig):
+    """Knobs shared by every code family (value placeholders and ranges, plus the pipeline's filters)."""
 
     input_low: int = field(default=0, metadata={"help": "Smallest value of the input x (observed and intervened)."})
     input_high: int = field(default=20, metadata={"help": "Largest value of the input x."})
@@ -80,6 +80,12 @@ class CodeConfig(FamilyConfig):
     modulus_high: int = field(default=12, metadata={"help": "Largest modulus m of the return expression."})
     preprocess_prob: float = field(default=0.3, metadata={
         "help": "Probability of a pre-processing block before the main logic."})
+    unused_helper_prob: float = field(default=0.0, metadata={
+        "help": "Distractor code: probability that a pre-processing helper variable is not forced into the "
+                "next expression (it may then stay unused); 0 means every helper is read."})
+    max_midrun_abs: int | None = field(default=10_000, metadata={
+        "help": "Reject queries whose shown runs assign any variable a value above this magnitude "
+                "(filter midrun_bound); null: no check."})
 
     def validate(self) -> None:
         super().validate()
@@ -90,7 +96,7 @@ class CodeConfig(FamilyConfig):
         require_ordered(self, "modulus_low", "modulus_high", 0)
         if self.modulus_low < 2:
             raise ValueError(f"modulus_low must be at least 2, got {self.modulus_low!r}")
-        require_probability(self, "modulus_prob", "preprocess_prob")
+        require_probability(self, "modulus_prob", "preprocess_prob", "unused_helper_prob")
 
     @property
     def latent_size(self) -> int:
@@ -113,6 +119,7 @@ class Composer:
         self.inputs = tuple(inputs)
         self.latents = tuple(latents)
         self.extra_atoms: list[str] = []
+        self.pending: list[str] = []  # helper variables the next expression must read
         self.carry = False  # when True, new assignments to ``result`` must read its previous value
 
     # -- draws --------------------------------------------------------------------
@@ -200,7 +207,8 @@ class Composer:
         """
         pool = self.atoms() + list(extra)
         n_ops = self.randint(1, self.cfg.expr_ops) if n_ops is None else n_ops
-        terms: list[str] = list(must_use)
+        terms: list[str] = list(must_use) + [h for h in self.pending if h not in must_use]
+        self.pending = []
         while len(terms) < n_ops + 1:
             if self.rng.random() < 0.35:
                 terms.append(str(self.const()))
@@ -261,6 +269,8 @@ class Composer:
         r = self.pick(self.latents)
         expr = self.pick((f"{x} % {self.randint(2, 5)}", f"{r} * {self.const()}", f"{x} - {r}"))
         self.extra_atoms.append(name)
+        if self.rng.random() >= self.cfg.unused_helper_prob:
+            self.pending.append(name)  # the next expression reads it: no unused helper code
         return [f"{name} = {expr}"]
 
     def if_chain(self, depth: int, n_elifs: int, body_statements: int, nested_prob: float,

@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from cf_tasks.families.base import CodeFamily, Program
+from cf_tasks.families.base import CodeFamily
+from cf_tasks.families.types import Program
 from cf_tasks.families.codeblocks import (CodeConfig, Composer, assemble, function_name, require_non_negative,
                                          require_positive, require_probability)
 
@@ -55,15 +56,16 @@ def compose_if_else(rng: random.Random, cfg: IfElseConfig, n_blocks: int = 1) ->
 
 class IfElseFamily(CodeFamily):
     name = "if_else"
-    version = "1"
+    version = "2"
     description = "if/elif/else functions of x and one latent r, at most one nesting level (paper's ID family)"
     config_cls = IfElseConfig
     levels = {
         "easy": IfElseConfig(input_high=15, latent_high=6, max_elifs=0, nested_prob=0.5, modulus_prob=0.3,
-                             expr_ops=1, preprocess_prob=0.0),
-        "medium": IfElseConfig(),
+                             expr_ops=1, preprocess_prob=0.0, multi_gold_prob=0.3),
+        "medium": IfElseConfig(multi_gold_prob=0.6),
         "hard": IfElseConfig(input_high=30, latent_high=12, max_elifs=2, nested_prob=0.9, modulus_prob=0.7,
-                             modulus_high=20, body_statements=2, expr_ops=3, preprocess_prob=0.5),
+                             modulus_high=20, body_statements=2, expr_ops=3, preprocess_prob=0.5,
+                             multi_gold_prob=0.7, min_consistent=2),
     }
 
     def generate_program(self, rng: random.Random, config: IfElseConfig) -> Program:

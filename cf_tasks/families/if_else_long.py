@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from cf_tasks.families.base import CodeFamily, Program
+from cf_tasks.families.base import CodeFamily
+from cf_tasks.families.types import Program
 from cf_tasks.families.codeblocks import require_positive
 from cf_tasks.families.if_else import IfElseConfig, compose_if_else
 
@@ -37,14 +38,16 @@ class IfElseLongConfig(IfElseConfig):
 
 class IfElseLongFamily(CodeFamily):
     name = "if_else_long"
-    version = "1"
+    version = "2"
     description = "longer if/elif/else functions with deeper nesting and multi-statement bodies (surface OOD)"
     config_cls = IfElseLongConfig
     levels = {
-        "easy": IfElseLongConfig(nesting_depth=2, body_statements=2, max_elifs=1, n_blocks=1, modulus_prob=0.4),
-        "medium": IfElseLongConfig(),
+        "easy": IfElseLongConfig(nesting_depth=2, body_statements=2, max_elifs=1, n_blocks=1, modulus_prob=0.4,
+                                 multi_gold_prob=0.3),
+        "medium": IfElseLongConfig(multi_gold_prob=0.5),
         "hard": IfElseLongConfig(nesting_depth=3, body_statements=3, max_elifs=2, n_blocks=2, latent_high=12,
-                                 input_high=30, modulus_prob=0.7, modulus_high=20, preprocess_prob=0.5),
+                                 input_high=30, modulus_prob=0.7, modulus_high=20, preprocess_prob=0.5,
+                                 multi_gold_prob=0.7, min_consistent=2),
     }
 
     def generate_program(self, rng: random.Random, config: IfElseLongConfig) -> Program:

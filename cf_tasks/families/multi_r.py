@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from cf_tasks.families.base import CodeFamily, Program
+from cf_tasks.families.base import CodeFamily
+from cf_tasks.families.types import Program
 from cf_tasks.families.codeblocks import (RESULT, CodeConfig, Composer, assemble, function_name, require_positive,
                                          require_probability, uses)
 from cf_tasks.records import MAX_DOMAIN_SIZE
@@ -30,6 +31,9 @@ class MultiRConfig(CodeConfig):
     loop_if_prob: float = field(default=0.3, metadata={"help": "Probability that a loop body is an if/else."})
     final_if_prob: float = field(default=0.6, metadata={
         "help": "Probability of a closing if/else on a latent after the loops."})
+    query_inputs: int = field(default=3, metadata={
+        "help": "Input values each program is tabulated at (times all latent assignments; fewer than the other "
+                "families because the joint domain is large)."})
 
     def validate(self) -> None:
         super().validate()
@@ -48,15 +52,16 @@ class MultiRConfig(CodeConfig):
 
 class MultiRFamily(CodeFamily):
     name = "multi_r"
-    version = "1"
+    version = "2"
     description = "functions of x and three latents r1, r2, r3 with for loops (causal-structure OOD)"
     config_cls = MultiRConfig
     levels = {
         "easy": MultiRConfig(latent_high=3, max_iterations=3, n_loops=1, loop_if_prob=0.0, final_if_prob=0.5,
-                             input_high=15, modulus_prob=0.3, expr_ops=1, preprocess_prob=0.0),
-        "medium": MultiRConfig(),
+                             input_high=15, modulus_prob=0.3, expr_ops=1, preprocess_prob=0.0, multi_gold_prob=0.3),
+        "medium": MultiRConfig(multi_gold_prob=0.4),
         "hard": MultiRConfig(latent_high=5, max_iterations=5, n_loops=2, body_statements=2, loop_if_prob=0.5,
-                             final_if_prob=0.8, modulus_prob=0.7, modulus_high=20, preprocess_prob=0.4),
+                             final_if_prob=0.8, modulus_prob=0.7, modulus_high=20, preprocess_prob=0.4,
+                             multi_gold_prob=0.7, min_consistent=2),
     }
 
     def generate_program(self, rng: random.Random, config: MultiRConfig) -> Program:

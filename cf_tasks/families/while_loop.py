@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from cf_tasks.families.base import CodeFamily, Program
+from cf_tasks.families.base import CodeFamily
+from cf_tasks.families.types import Program
 from cf_tasks.families.codeblocks import (CodeConfig, Composer, assemble, function_name, require_positive,
                                          require_probability)
 
@@ -42,15 +43,16 @@ class WhileConfig(CodeConfig):
 
 class WhileFamily(CodeFamily):
     name = "while"
-    version = "1"
+    version = "2"
     description = "functions with counter-bounded while loops over x and one latent r (control-flow OOD)"
     config_cls = WhileConfig
     levels = {
         "easy": WhileConfig(max_iterations=4, latent_high=4, body_statements=1, loop_if_prob=0.2, input_high=15,
-                            modulus_prob=0.3, expr_ops=1, preprocess_prob=0.0),
-        "medium": WhileConfig(),
+                            modulus_prob=0.3, expr_ops=1, preprocess_prob=0.0, multi_gold_prob=0.3),
+        "medium": WhileConfig(modulus_prob=0.7, loop_if_prob=0.6, multi_gold_prob=0.6),
         "hard": WhileConfig(max_iterations=8, latent_high=8, n_loops=2, body_statements=3, loop_if_prob=0.6,
-                            modulus_prob=0.7, modulus_high=20, preprocess_prob=0.5, max_abs_value=100_000),
+                            modulus_prob=0.7, modulus_high=20, preprocess_prob=0.5, multi_gold_prob=0.7,
+                            min_consistent=2),
     }
 
     def generate_program(self, rng: random.Random, config: WhileConfig) -> Program:

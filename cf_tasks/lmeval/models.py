@@ -1,12 +1,15 @@
-"""Reference solvers registered as lm-eval models (``--model cf_oracle`` / ``cf_no_abduction``).
+"""Reference solvers registered as lm-eval models: ``cf_oracle``, ``cf_one_latent``, ``cf_echo``, ``cf_no_abduction``.
 
 They read the structured item behind each request (``Instance.doc``), never
-its ``answer`` field: ``cf_oracle`` solves by abduction through execution (the
-same executor as generation), ``cf_no_abduction`` ignores the observation and
-answers from the prior over the whole latent domain. Their scores bound the
-benchmark: the oracle must reach 1.0 everywhere, and the no-abduction solver
-shows how much a task requires abduction (the counterfactual drop).
-Non-code families (e.g. ``gsm``) solve through their family plugin.
+its ``answer`` field, and answer through :mod:`cf_tasks.reference`. Their
+scores bound the benchmark: the oracle must reach 1.0 everywhere; the
+no-abduction solver shows how much a task requires abduction (the
+counterfactual drop); ``cf_echo`` (answer the observation) and
+``cf_one_latent`` (assume one consistent latent) are the shortcuts a model's
+exact match must beat before it means anything.
+
+Their ``model_name`` is stable (the registry name); pass
+``--model_args model=cf_echo`` to give lm-eval's output folder that name too.
 """
 
 from __future__ import annotations
@@ -15,15 +18,18 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
-from cf_tasks.answers import format_answer
 from cf_tasks.lmeval.docs import decode_doc
 
 
 class _ReferenceSolverLM(LM):
-    ignore_observation = False
+    solver = "cf_oracle"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
+
+    @property
+    def model_name(self) -> str:
+        return self.solver
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
@@ -33,34 +39,16 @@ class _ReferenceSolverLM(LM):
     def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
         return cls()
 
-    def _answers(self, docs: list[dict]) -> list[str]:
-        """The boxed final answer for each document."""
-        from cf_tasks.abduction import solve_records
-        from cf_tasks.executor import shared_executor
-        from cf_tasks.records import ProgramRecord
-        from plugins import FAMILIES
-
-        answers: list[str | None] = [None] * len(docs)
-        code_idx = [i for i, d in enumerate(docs) if "program" in d]
-        if code_idx:
-            records = [ProgramRecord.from_json(docs[i], source=f"doc {docs[i].get('id')}") for i in code_idx]
-            solutions = solve_records(records, shared_executor(), ignore_observation=self.ignore_observation)
-            for i, solution in zip(code_idx, solutions):
-                answers[i] = format_answer(solution.answer)  # typed values: '5' and 5 differ
-        for i, doc in enumerate(docs):
-            if answers[i] is None:
-                family = FAMILIES.get(doc["family"])
-                solve = family.no_abduction_answer if self.ignore_observation else family.oracle_answer
-                answers[i] = "\\boxed{" + ", ".join(str(v) for v in solve(doc)) + "}"
-        return answers  # type: ignore[return-value]
-
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        from cf_tasks.reference import boxed, reference_answers
+
         docs = []
         for request in requests:
             if request.doc is None:
                 raise ValueError(f"{type(self).__name__} needs the task document of each request")
             docs.append(decode_doc(request.doc))
-        return [f"By execution, the answer is {answer}." for answer in self._answers(docs)]
+        answers = reference_answers(self.solver, docs)
+        return [f"By execution, the answer is {boxed(doc, answer)}." for doc, answer in zip(docs, answers)]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError(f"{type(self).__name__} only supports generate_until tasks")
@@ -72,8 +60,22 @@ class _ReferenceSolverLM(LM):
 class OracleLM(_ReferenceSolverLM):
     """Solves every item by abduction, intervention and prediction through execution."""
 
+    solver = "cf_oracle"
+
 
 class NoAbductionLM(_ReferenceSolverLM):
     """Ignores the observation: answers with every output the latent domain allows."""
 
-    ignore_observation = True
+    solver = "cf_no_abduction"
+
+
+class EchoLM(_ReferenceSolverLM):
+    """Answers the observed output ("nothing would have changed")."""
+
+    solver = "cf_echo"
+
+
+class OneLatentLM(_ReferenceSolverLM):
+    """Assumes one consistent latent (the first in domain order) and runs the program with it at ``x'``."""
+
+    solver = "cf_one_latent"

@@ -9,6 +9,7 @@ import pytest
 
 from cf_tasks.executor import Job, shared_executor
 from cf_tasks.generation import generate_code_items
+from cf_tasks.prompts import PROMPT_VERSION
 from cf_tasks.records import ProgramRecord, canonical_set
 from plugins.registry import FAMILIES
 
@@ -30,7 +31,10 @@ def test_every_family_and_level_generates_valid_items(name, level):
     res = _generate(name, level, n=6, seed=3)
     assert len(res.items) == 6
     assert res.report["accepted"] == 6
-    assert res.report["attempts"] == 6 + sum(res.report["rejected"].values())
+    rejected = res.report["rejected"]
+    assert res.report["attempts"] == 6 + rejected["error"] + rejected["duplicate"] + res.report["exhausted_programs"]
+    assert res.report["queries"] == 6 + sum(rejected.values()) - rejected["error"]
+    cfg = fam.config(level)
     for i, item in enumerate(res.items):
         rec = ProgramRecord.from_json(item)  # schema-valid program record
         assert rec.id == f"{name}-3-{i}" and item["index"] == i and item["seed"] == 3
@@ -41,7 +45,10 @@ def test_every_family_and_level_generates_valid_items(name, level):
         assert item["config"] == fam.config(level).to_dict()
         assert item["answer"] == canonical_set(item["answer"]) and item["answer"]
         assert set(item["answer"]) < set(item["prior_answer"])  # abduction is necessary
-        assert 1 <= item["n_consistent"] <= item["n_assignments"]
+        assert item["answer"] != [item["observed"]["output"]]  # answering the observation is never right
+        assert cfg.min_consistent <= item["n_consistent"] <= item["n_assignments"]
+        assert len(item["answer"]) >= cfg.min_gold_size
+        assert item["prompt_version"] == PROMPT_VERSION
         assert item["n_assignments"] == len(list(itertools.product(*item["latents"].values())))
         # display code draws every latent with randint over its domain, like the paper's figures
         for latent, dom in item["latents"].items():
@@ -100,7 +107,13 @@ def test_interventional_twin_shares_program_and_query(name):
         assert obs.value == b["observed"]["output"]
         assert b["answer"] == [new.value]
         assert new.value in a["answer"]
-        assert "In one run, the hidden value(s) were" in b["prompt"]
+        # the interventional prompt is the counterfactual one with the latents revealed
+        observation = a["prompt"].split("The hidden value(s)")[0]
+        assert b["prompt"].startswith(observation)
+        assert "In that run, the hidden value(s) were " in b["prompt"] and "unknown" not in b["prompt"]
+        question = a["prompt"].split("\n")[-4].replace("could", "would")
+        assert question in b["prompt"]
+        assert "a single value inside \\boxed{}" in b["prompt"] and "set of values" in a["prompt"]
 
 
 def test_seeds_do_not_share_streams():
@@ -157,3 +170,76 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="IfElseConfig"):
         generate_code_items(fam, variant="counterfactual", n=1, seed=0, config=FAMILIES.get("while").config())
     assert generate_code_items(fam, variant="counterfactual", n=0, seed=0, config=fam.config()).items == []
+
+
+def test_levels_at_one_seed_draw_independent_items():
+    """Level and knobs enter each item's stream: easy and medium items share neither name nor skeleton."""
+    easy = _generate("if_else", "easy", n=30, seed=1).items
+    medium = _generate("if_else", "medium", n=30, seed=1).items
+    assert sum(a["entry_point"] == b["entry_point"] for a, b in zip(easy, medium)) <= 1
+    tweaked = generate_code_items(FAMILIES.get("if_else"), variant="counterfactual", n=30, seed=1, level="medium",
+                                  config=FAMILIES.get("if_else").config("medium", const_high=10)).items
+    assert sum(a["entry_point"] == b["entry_point"] for a, b in zip(tweaked, medium)) <= 1
+
+
+def _variable_peak(item, executor):
+    """Largest |value| any variable takes in the item's runs (every latent at x and x'), traced in a worker."""
+    harness = item["program"] + """
+def _cf_peak(names, domains, inputs, new_inputs):
+    import itertools, sys
+    peak = [0]
+    def tracer(frame, event, arg):
+        if frame.f_code.co_name == %r:
+            for v in frame.f_locals.values():
+                if type(v) is int:
+                    peak[0] = max(peak[0], abs(v))
+        return tracer
+    for a in itertools.product(*domains):
+        for x in (inputs, new_inputs):
+            sys.settrace(tracer)
+            try:
+                %s(**x, **dict(zip(names, a)))
+            finally:
+                sys.settrace(None)
+    return peak[0]
+""" % (item["entry_point"], item["entry_point"])
+    call = {"names": list(item["latents"]), "domains": list(item["latents"].values()),
+            "inputs": item["observed"]["inputs"], "new_inputs": {**item["observed"]["inputs"], **item["intervention"]}}
+    (result,), = executor.run([Job(harness, "_cf_peak", (call,))])
+    assert result.ok, result.error
+    return result.value
+
+
+@pytest.mark.parametrize("name", ["while", "multi_r"])
+def test_hard_values_stay_within_the_midrun_bound(name):
+    """Every value every variable takes in an item's shown runs is within max_midrun_abs (traced independently)."""
+    fam = FAMILIES.get(name)
+    bound = fam.config("hard").max_midrun_abs
+    assert bound == 10_000
+    ex = shared_executor()
+    items = _generate(name, "hard", n=25, seed=7).items
+    peaks = [_variable_peak(item, ex) for item in items]
+    assert max(peaks) <= bound
+    assert max(abs(v) for item in items for v in item["prior_answer"]) <= bound
+
+
+def test_helper_variables_are_read_unless_a_distractor_knob_asks():
+    import re
+
+    def unused_helpers(items):
+        out = 0
+        for item in items:
+            lines = item["program"].splitlines()
+            if any(line.strip().startswith("offset = ") for line in lines):
+                reads = [line for line in lines if re.search(r"\boffset\b", line) and not line.strip().startswith("offset =")]
+                out += not reads
+        return out
+
+    fam = FAMILIES.get("while")
+    cfg = fam.config("hard", preprocess_prob=1.0)
+    with_helpers = generate_code_items(fam, variant="counterfactual", n=60, seed=3, config=cfg, level="hard").items
+    assert sum("offset = " in it["program"] for it in with_helpers) >= 10
+    assert unused_helpers(with_helpers) == 0
+    distract = generate_code_items(fam, variant="counterfactual", n=60, seed=3, level="hard",
+                                   config=fam.config("hard", preprocess_prob=1.0, unused_helper_prob=1.0)).items
+    assert unused_helpers(distract) > 0

@@ -31,8 +31,13 @@ def test_yamls_follow_the_contract():
                           ("executable_cf_gsm_interventional", "interventional")):
         task = _load(f"{name}.yaml")
         assert task["task"] == name and task["include"] == "_gsm_template_yaml"
-        assert task["metadata"] == {"version": 2.0, "family": "gsm", "variant": variant, "level": "medium",
-                                    "n": 200, "seed": 1234}
+        meta = task["metadata"]
+        assert {k: meta[k] for k in ("family", "variant", "level", "n", "seed")} == {
+            "family": "gsm", "variant": variant, "level": "medium", "n": 400, "seed": 1234}
+        from cf_tasks.families.gsm import FAMILY
+
+        assert meta["family_version"] == FAMILY.version and meta["release_name"] == f"math-gsm-{variant}"
+        assert task["metadata"]["version"] == 2.0
     group = _load("executable_cf_math.yaml")
     assert group["task"] == ["executable_cf_gsm", "executable_cf_gsm_interventional"]
     assert group["aggregate_metric_list"] == [{"metric": "acc", "aggregation": "mean", "weight_by_size": True}]

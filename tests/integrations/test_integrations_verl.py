@@ -112,15 +112,15 @@ def test_train_split_drops_banned_problems_and_tops_up_from_later_indices():
 def test_cli_export_gives_the_same_bytes_in_another_process(export, tmp_path):
     out, _ = export
     cmd = [sys.executable, "-m", "cf_tasks.cli", "export", "--format", "verl", "-o", str(tmp_path),
-           "--family", "while", "--family", "if_else", "--level", "easy", "--n", "6", "--n-test", "4",
-           "--seed", "5", "-q"]
+           "--family", "while", "--family", "if_else", "--level", "easy", "--train-n", "6", "--n", "4",
+           "--train-seed", "5", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONHASHSEED": "321"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wrote 24 train and 16 test rows" in proc.stdout and "custom_reward_function.name=compute_score" in proc.stdout
     for name in ("train.parquet", "test.parquet"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
-    bad = subprocess.run([*cmd[:-1], "--seed", "1234"], capture_output=True, text=True, timeout=600)
+    bad = subprocess.run([*cmd[:-1], "--train-seed", "1234"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "seed and test_seed are both 1234" in bad.stderr
 
 

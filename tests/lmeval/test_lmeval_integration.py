@@ -49,13 +49,48 @@ def test_zero_flag_oracle_scores_one_on_every_subtask(oracle_results):
     assert oracle_results["n-samples"]["executable_cf_if_else"]["effective"] == 20
 
 
-def test_no_abduction_shows_the_counterfactual_drop(tmp_path):
+def test_results_record_the_benchmark_version(oracle_results):
+    """Family and prompt versions are in the task metadata lm-eval writes, so two runs can be compared."""
+    from plugins import FAMILIES
+
+    for family in CODE_FAMILIES:
+        meta = oracle_results["configs"][f"executable_cf_{family}"]["metadata"]
+        assert meta["family_version"] == FAMILIES.get(family).version
+        assert meta["prompt_version"] == "2" and meta["n"] == 400
+        assert oracle_results["versions"][f"executable_cf_{family}"] == 2.0
+
+
+def test_no_abduction_scores_zero_on_counterfactual_code(tmp_path):
     data = lm_eval("--model", "cf_no_abduction", "--tasks", "executable_cf_code", "--limit", "40", cwd=tmp_path)
     results = data["results"]
     for family in CODE_FAMILIES:
-        cf = results[f"executable_cf_{family}"]["exact_match,none"]
-        iv = results[f"executable_cf_{family}_interventional"]["exact_match,none"]
-        assert iv - cf >= 0.25, (family, cf, iv)
+        assert results[f"executable_cf_{family}"]["exact_match,none"] == 0.0, family
+        assert results[f"executable_cf_{family}_interventional"]["exact_match,none"] == 1.0, family
+
+
+def test_one_latent_scores_exactly_the_singleton_share(tmp_path):
+    """cf_one_latent is right exactly when the gold set has one value; samples record the benchmark version."""
+    data = lm_eval("--model", "cf_one_latent", "--tasks", "executable_cf_counterfactual", "--limit", "30",
+                   "--log_samples", cwd=tmp_path)
+    for family in CODE_FAMILIES:
+        files = glob.glob(str(tmp_path / "out" / "**" / f"samples_executable_cf_{family}_2*.jsonl"), recursive=True)
+        rows = [json.loads(line) for line in open(files[0])]
+        assert len(rows) == 30
+        singletons = sum(len(json.loads(r["doc"]["answer"])) == 1 for r in rows) / len(rows)
+        assert data["results"][f"executable_cf_{family}"]["exact_match,none"] == pytest.approx(singletons)
+        assert 0 < singletons < 1
+        version = json.loads(rows[0]["doc"]["benchmark_version"])
+        assert version["family"] == family and version["prompt_version"] == "2" and version["package"]
+
+
+def test_echo_is_registered_with_a_stable_name():
+    code = textwrap.dedent("""
+        from lm_eval.api.registry import get_model
+        lm = get_model("cf_echo").create_from_arg_string("")
+        print(type(lm).__name__, lm.model_name, get_model("cf_one_latent")().model_name)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.stdout.split() == ["EchoLM", "cf_echo", "cf_one_latent"], proc.stderr[-2000:]
 
 
 def test_include_path_yaml_with_other_knobs(tmp_path):
