@@ -84,6 +84,9 @@ def test_item_is_identical_across_frameworks(tmp_path, reference, framework, fam
         (family, variant, level, seed, index)
     if framework == "lm-eval":
         got = from_lmeval(family, variant, level, seed, index)
+        version = got.pop("benchmark_version")  # lm-eval documents also say what produced them
+        assert (version["family"], version["family_version"], version["prompt_version"]) == \
+            (family, expected["generator_version"], expected["prompt_version"])
         if "target" not in expected:
             assert got.pop("target") == f"\\boxed{{{common.answer_text(expected)}}}"  # lm-eval's doc_to_target
     elif framework == "reasoning-gym":
