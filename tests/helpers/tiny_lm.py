@@ -13,6 +13,7 @@ conversion). Both add a BOS like Llama and carry a Llama-2 style chat template.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 CORPUS = [
@@ -70,6 +71,10 @@ def build_sentencepiece_tokenizer(kind: str = "metaspace", vocab_size: int = 500
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SP_SPECIAL + [f"<0x{i:02X}>" for i in range(256)],
                                   show_progress=False)
     tok.train_from_iterator(CORPUS, trainer=trainer)
+    # byte tokens are ordinary vocabulary entries in SentencePiece models, not added special tokens
+    data = json.loads(tok.to_str())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] in SP_SPECIAL]
+    tok = Tokenizer.from_str(json.dumps(data))
     if kind == "metaspace":
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
     else:
