@@ -91,6 +91,33 @@ def build_sentencepiece_tokenizer(kind: str = "metaspace", vocab_size: int = 500
     return fast
 
 
+QWEN25_CHAT_TEMPLATE = (  # the structure of Qwen2.5-Instruct's template (default system message included)
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. "
+    "You are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_byte_tokenizer():
+    """Byte-level BPE with no merges: one token per UTF-8 byte, the most tokens any byte-level BPE can give a text.
+
+    Token counts measured with it are upper bounds for byte-level BPE tokenizers such as Qwen's. It carries
+    Qwen2.5's special tokens and chat template structure.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(sorted(alphabet))}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"])
+    fast.chat_template = QWEN25_CHAT_TEMPLATE
+    return fast
+
+
 def build_model(tokenizer, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 2, n_positions: int = 1024,
                 seed: int = 0):
     import torch
