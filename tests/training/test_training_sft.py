@@ -75,6 +75,13 @@ def test_sft_plugin_with_lora_saves_adapter_and_merged_model(tiny_lm_dir, tmp_pa
     base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
     name = "transformer.h.0.attn.c_attn.weight"
     assert not merged.state_dict()[name].equal(base.state_dict()[name])  # the adapter was merged in
+    # final/ is built from the saved adapter and a fresh base model (so ZeRO-3-partitioned training weights never
+    # reach the merge): it equals that merge done independently, tensor for tensor
+    from peft import PeftModel
+
+    expected = PeftModel.from_pretrained(base, out / "final-adapter").merge_and_unload().state_dict()
+    got = merged.state_dict()
+    assert sorted(got) == sorted(expected) and all(got[k].equal(expected[k]) for k in got)
     losses = [r["loss"] for r in read_jsonl(out / "train_log.jsonl") if "loss" in r]
     assert len(losses) == 2 and all(x > 0 for x in losses)
 
