@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 def device_defaults(trl_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Fill in settings TRL's defaults get wrong on a CPU-only machine (harness.md §6 "CPU").
+    """Fill in settings TRL's defaults get wrong on a CPU-only machine.
 
     TRL defaults to ``bf16=True`` and ``gradient_checkpointing=True``; without an
     accelerator ``TrainingArguments`` then refuses to start. Values set in the
