@@ -26,7 +26,7 @@ from plugins import PLUGIN_ERRORS
 
 logger = logging.getLogger("training.cli")
 
-BUILTIN_COMMANDS = ("collect", "evaluate", "configs")
+BUILTIN_COMMANDS = ("collect", "evaluate", "configs", "merge-lora")
 
 
 def configs_dir() -> Path:
@@ -265,6 +265,27 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_merge_lora(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge-lora", help="merge a saved LoRA adapter into its base model (a plain checkpoint)")
+    p.add_argument("--base", required=True, help="the base model (path or hub id) the adapter was trained on")
+    p.add_argument("--adapter", required=True, help="the adapter folder (e.g. RUN/final-adapter or a checkpoint)")
+    p.add_argument("-o", "--out", required=True, help="output folder for the merged model")
+    p.set_defaults(func=_run_merge_lora)
+
+
+def _run_merge_lora(args: argparse.Namespace) -> int:
+    from selection.io import check_model_path
+
+    from training.runtime import merge_adapter
+
+    check_model_path(args.base, what="base model")
+    if not (Path(args.adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{args.adapter}: no adapter_config.json (not a LoRA adapter folder)")
+    merge_adapter(args.base, Path(args.adapter), Path(args.out))
+    print(args.out)
+    return 0
+
+
 def _add_configs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configs", help="print the folder of the shipped run configs (or copy them with --copy)")
     p.add_argument("--copy", metavar="DIR", default=None, help="copy every shipped config into DIR (kept layout)")
@@ -301,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collect(sub)
     _add_evaluate(sub)
     _add_configs(sub)
+    _add_merge_lora(sub)
     return parser
 
 

@@ -13,14 +13,17 @@ Three guarantees, each the cheapest one that holds whatever the launcher did:
   (:func:`claim_output_dir`), so two runs (or independent copies of one)
   never interleave checkpoints; the lock dies with its process, so a killed
   run leaves nothing stale.
-- *Evaluation in a fresh single process.* lm-eval's ``HFLM`` joins a
+- *Single-process work in a fresh child.* lm-eval's ``HFLM`` joins a
   multi-GPU launch's collectives when it sees more than one process, which
-  ranks that already finished training never enter. The post-training
-  evaluation therefore runs as a child process, ``python -m training.cli
-  evaluate --run-dir OUTPUT_DIR``, started by the main process after every
-  rank has saved, with the launcher's variables removed from its
-  environment (:func:`evaluation_env`): it is a plain one-process lm-eval
-  run by construction, on any launcher.
+  ranks that already finished training never enter; and under DeepSpeed
+  ZeRO-3, ``from_pretrained`` in the training process partitions the model
+  it loads with collectives (observed here: merging the LoRA adapter on the
+  main process alone deadlocked a 2-process ZeRO-3 run). The post-training
+  evaluation and the LoRA merge therefore run as child processes
+  (``cf-train evaluate --run-dir``, ``cf-train merge-lora``), started by the
+  main process after every rank has saved, with the launcher's variables
+  removed from their environment (:func:`evaluation_env`): plain
+  one-process runs by construction, on any launcher.
 """
 
 from __future__ import annotations
@@ -97,15 +100,21 @@ def evaluation_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in LAUNCHER_VARIABLES and not k.startswith(LAUNCHER_PREFIXES)}
 
 
-def evaluation_command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "training.cli", "evaluate", "--run-dir", str(run_dir)]
+def run_child(args: list[str], what: str, *, runner: Any = subprocess.run) -> None:
+    """Run ``cf-train ARGS`` as a fresh single-process child (see the module docstring); raise if it fails."""
+    cmd = [sys.executable, "-m", "training.cli", *args]
+    logger.info("%s in a fresh process: %s", what, " ".join(cmd))
+    done = runner(cmd, env=evaluation_env())
+    if done.returncode != 0:
+        raise LaunchError(f"{what} failed (exit {done.returncode}); rerun it with: cf-train {' '.join(args)}")
 
 
 def run_evaluation_child(run_dir: Path, *, runner: Any = subprocess.run) -> None:
-    """Evaluate a finished run in a fresh single-process child (see the module docstring); raise if it fails."""
-    cmd = evaluation_command(run_dir)
-    logger.info("evaluating in a fresh process: %s", " ".join(cmd))
-    done = runner(cmd, env=evaluation_env())
-    if done.returncode != 0:
-        raise LaunchError(f"the post-training evaluation failed (exit {done.returncode}); the trained model is in "
-                           f"{run_dir}; rerun it with: {' '.join(cmd[1:]).replace('-m training.cli', 'cf-train')}")
+    """The post-training evaluation of ``run_dir`` (``cf-train evaluate --run-dir``); the model stays in place."""
+    run_child(["evaluate", "--run-dir", str(run_dir)], "the post-training evaluation", runner=runner)
+
+
+def run_merge_child(base_model: str, adapter: Path, out: Path, *, runner: Any = subprocess.run) -> None:
+    """Merge a saved LoRA adapter into a freshly loaded base model (``cf-train merge-lora``)."""
+    run_child(["merge-lora", "--base", str(base_model), "--adapter", str(adapter), "--out", str(out)],
+              "merging the LoRA adapter", runner=runner)

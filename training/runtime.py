@@ -14,9 +14,9 @@ directory layout::
       .cf-train.lock       held by the run's main process while it runs (one writer per folder)
 
 The evaluation runs in a fresh single-process child (``training.launch``), so
-it is correct under any launcher; a LoRA run's merged ``final/`` is built from
-the saved adapter and a freshly loaded base model, never from the (possibly
-ZeRO-3-partitioned) training model.
+it is correct under any launcher; a LoRA run's merged ``final/`` is built, in
+another such child, from the saved adapter and a freshly loaded base model,
+never from the (possibly ZeRO-3-partitioned) training model.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import yaml
 from cf_tasks.jsonl import atomic_write, write_json, write_jsonl
 
 from training.config import LoraSpec, to_plain
-from training.launch import check_process_group, claim_output_dir, launcher_notes, run_evaluation_child
+from training.launch import (check_process_group, claim_output_dir, launcher_notes, run_evaluation_child,
+                             run_merge_child)
 from training.serialize import jsonable
 
 logger = logging.getLogger(__name__)
@@ -103,8 +104,9 @@ def save_final(trainer: Any, output_dir: Path, lora: LoraSpec | None, base_model
     ``trainer.save_model`` is collective (every rank calls it; under ZeRO-3 it
     gathers the partitioned weights). A LoRA adapter is saved alone to
     ``final-adapter/``; with ``merge_on_save`` the main process then merges it
-    into a freshly loaded ``base_model`` on the CPU, so the merge never sees
-    partitioned weights and the training model is left untouched.
+    into a freshly loaded ``base_model`` in a single-process child (CPU), so
+    the merge never sees partitioned weights, never enters the training
+    group's collectives, and the training model is left untouched.
     """
     final = output_dir / "final"
     tokenizer = trainer.processing_class
@@ -119,14 +121,18 @@ def save_final(trainer: Any, output_dir: Path, lora: LoraSpec | None, base_model
     if not lora.merge_on_save:
         return adapter
     if trainer.accelerator.is_main_process:
-        merge_adapter(base_model, adapter, final)
+        run_merge_child(base_model, adapter, final)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(final))
     return final
 
 
 def merge_adapter(base_model: str, adapter: Path, out: Path) -> None:
-    """``base_model`` + the LoRA ``adapter``, merged, saved as a plain checkpoint in the base's dtype."""
+    """``base_model`` + the LoRA ``adapter``, merged, saved as a plain checkpoint in the base's dtype.
+
+    Run it in a process of its own (``cf-train merge-lora``): inside a ZeRO-3 training process,
+    ``from_pretrained`` would partition the base model with collectives.
+    """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 

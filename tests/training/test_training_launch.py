@@ -72,7 +72,7 @@ def test_evaluation_child_command_and_failure(tmp_path):
         calls.append((cmd, env))
         return Done()
 
-    with pytest.raises(LaunchError, match=r"evaluation failed \(exit 3\).*cf-train evaluate --run-dir"):
+    with pytest.raises(LaunchError, match=r"evaluation failed \(exit 3\); rerun it with: cf-train evaluate --run-dir"):
         run_evaluation_child(tmp_path, runner=runner)
     (cmd, env), = calls
     assert cmd[1:] == ["-m", "training.cli", "evaluate", "--run-dir", str(tmp_path)]

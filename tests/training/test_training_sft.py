@@ -141,3 +141,46 @@ def test_paper_sft_max_length_keeps_the_final_boxed_answer_of_generated_traces()
     for row, item in zip(rows, items):
         trained = tok.decode([t for t in row["labels"] if t != -100])
         assert trained.endswith(format_answer(item["answer"]) + "<|im_end|>\n")
+
+
+@pytest.mark.slow
+def test_lora_under_deepspeed_zero3_two_processes_saves_and_merges(tiny_lm_dir, tmp_path):
+    """LoRA + DeepSpeed ZeRO-3, 2 processes on CPU (DeepSpeed's CPU accelerator, gloo). Before: final/ was merged
+    from the training model on rank 0, whose weights ZeRO-3 partitions across ranks; merging in the training process
+    also deadlocks (from_pretrained partitions the base model with collectives only rank 0 enters)."""
+    import shutil
+
+    pytest.importorskip("deepspeed")
+    launcher = shutil.which("accelerate")
+    if launcher is None:
+        pytest.skip("accelerate launcher not on PATH")
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "zero3"
+    data = traces(tmp_path / "t.jsonl")
+    # persistence threshold 0: every weight is partitioned, as a 7B model's are (the default keeps the tiny
+    # model's small tensors whole on every rank, which hides the defect). Before, final/ held (0,)-shaped tensors.
+    ds_config = tmp_path / "zero3.json"
+    ds_config.write_text(json.dumps({
+        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0,
+                              "stage3_gather_16bit_weights_on_model_save": True},
+        "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto", "zero_allow_untested_optimizer": True}))
+    cmd = [launcher, "launch", "--use_deepspeed", "--deepspeed_config_file", str(ds_config),
+           "--zero3_init_flag", "false", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "training.cli", "sft", "--config", "sft_tiny_cpu.yaml",
+           "--set", f"model={tiny_lm_dir}", "--set", f"output_dir={out}", "--set", f"data.files=[{data}]",
+           "--set", "trl.max_steps=2", "--set", "lora={r: 4, alpha: 8, target_modules: [c_attn, c_proj]}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((out / "run_info.json").read_text())["world_size"] == 2
+    adapter = load_file(out / "final-adapter" / "adapter_model.safetensors")
+    assert adapter["base_model.model.transformer.h.0.attn.c_attn.lora_B.weight"].shape == (192, 4)  # gathered
+    assert max(float(v.abs().max()) for k, v in adapter.items() if "lora_B" in k) > 0  # trained
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    expected = PeftModel.from_pretrained(base, out / "final-adapter").merge_and_unload().state_dict()
+    got = AutoModelForCausalLM.from_pretrained(out / "final").state_dict()
+    assert sorted(got) == sorted(expected) and all(got[k].equal(expected[k]) for k in got)
