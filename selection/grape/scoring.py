@@ -80,9 +80,16 @@ class ProcessInfo:
         return self.rank == 0
 
 
+_NOTED: list[bool] = []  # the one-process note is logged once per process
+
+
 def process_info(config: GrapeConfig) -> ProcessInfo:
     """This process's rank under ``accelerate launch`` (plain single process otherwise)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and not _NOTED:
+            _NOTED.append(True)
+            logger.warning("running as ONE process: `accelerate launch --cpu` starts one process whatever "
+                           "--num_processes says; use `accelerate launch --multi_gpu --num_processes N` (gloo on CPU)")
         return ProcessInfo(device=config.device)
     import torch
     from accelerate import PartialState
