@@ -1,6 +1,6 @@
 """``cf-train``: one subcommand per trainer plugin, plus ``collect``, ``evaluate`` and ``configs``.
 
-    cf-train configs [--copy DIR]                      # the shipped run configs (names work as --config)
+    cf-train configs [--list | --copy DIR]             # the shipped run configs (names work as --config)
     cf-train grpo --config grpo_tiny_cpu.yaml [--set trl.max_steps=10 ...]
     cf-train grpo --config grpo_paper_qwen2.5_7b.yaml --dry-run --accelerate-config accelerate/deepspeed_zero3.yaml
     cf-train sft  --config sft_paper_qwen2.5_7b.yaml
@@ -287,7 +287,9 @@ def _run_merge_lora(args: argparse.Namespace) -> int:
 
 
 def _add_configs(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("configs", help="print the folder of the shipped run configs (or copy them with --copy)")
+    p = sub.add_parser("configs", help="print the folder of the shipped run configs (--list: their names; "
+                                       "--copy DIR: copy them)")
+    p.add_argument("--list", action="store_true", help="print the shipped config names (usable as --config)")
     p.add_argument("--copy", metavar="DIR", default=None, help="copy every shipped config into DIR (kept layout)")
     p.add_argument("--force", action="store_true", help="with --copy: overwrite files that exist")
     p.set_defaults(func=_run_configs)
@@ -299,9 +301,7 @@ def _run_configs(args: argparse.Namespace) -> int:
     root = configs_dir()
     files = sorted(p.relative_to(root) for p in root.rglob("*.yaml"))
     if args.copy is None:
-        print(root)
-        for rel in files:
-            print(f"  {rel}")
+        print("\n".join(str(rel) for rel in files) if args.list else root)
         return 0
     dest = Path(args.copy)
     clashes = [str(rel) for rel in files if (dest / rel).exists()]

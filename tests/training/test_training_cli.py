@@ -14,9 +14,10 @@ from training.cli import build_parser, configs_dir, main, resolve_config_path
 
 def test_configs_lists_copies_and_resolves_shipped_configs(tmp_path, capsys):
     assert main(["configs"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == str(configs_dir())
-    assert "  grpo_paper_qwen2.5_7b.yaml" in out and "  accelerate/deepspeed_zero3.yaml" in out
+    assert capsys.readouterr().out == f"{configs_dir()}\n"  # usable as $(cf-train configs)/accelerate/...
+    assert main(["configs", "--list"]) == 0
+    names = capsys.readouterr().out.splitlines()
+    assert "grpo_paper_qwen2.5_7b.yaml" in names and "accelerate/deepspeed_zero3.yaml" in names
     assert main(["configs", "--copy", str(tmp_path / "mine")]) == 0
     assert (tmp_path / "mine" / "sft_tiny_cpu.yaml").read_bytes() == (configs_dir() / "sft_tiny_cpu.yaml").read_bytes()
     assert (tmp_path / "mine" / "accelerate" / "multi_gpu.yaml").is_file()
