@@ -79,8 +79,10 @@ class Distribution:
 
     @property
     def label(self) -> str:
-        names = {"ddp": "data parallel (DDP)" if self.num_gpus > 1 else "one GPU", "zero1": "DeepSpeed ZeRO-1",
-                 "zero2": "DeepSpeed ZeRO-2", "zero3": "DeepSpeed ZeRO-3"}
+        if self.strategy == "ddp" and self.num_gpus == 1:
+            return "one GPU"
+        names = {"ddp": "data parallel (DDP)", "zero1": "DeepSpeed ZeRO-1", "zero2": "DeepSpeed ZeRO-2",
+                 "zero3": "DeepSpeed ZeRO-3"}
         return f"{names[self.strategy]} over {self.num_gpus} GPU(s)"
 
 
