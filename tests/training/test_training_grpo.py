@@ -143,7 +143,7 @@ def test_grpo_two_processes_with_post_training_evaluation(tiny_lm_dir, tmp_path)
     info = json.loads((out / "run_info.json").read_text())
     assert info["world_size"] == 2 and info["global_step"] == 2
     assert proc.stderr.count("GRPO on 4 prompts") == 2  # both ranks trained
-    assert proc.stderr.count("evaluating in a fresh process") == 1  # one evaluation, by the main process
+    assert proc.stderr.count("the post-training evaluation in a fresh process") == 1  # once, by the main process
     assert proc.stderr.count("evaluating the trained model") == 1
     assert proc.stdout.count("| executable_cf_if_else | exact_match |") == 1  # the child's table, printed once
     for label in ("before", "after"):
