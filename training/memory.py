@@ -41,13 +41,11 @@ communication buffers, and the transient full-parameter gathers of ZeRO-3.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-logger = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

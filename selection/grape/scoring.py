@@ -27,7 +27,7 @@ from typing import Any
 
 from selection.grape.config import GrapeConfig
 from selection.grape.prompting import EncodedInstruction, encode_instruction
-from selection.grape.scoring_hf import SequenceTooLong, TokenScore
+from selection.grape.scoring_hf import SequenceTooLong
 from selection.grape.shards import CandidateScore, ShardStore, model_identity, pool_digest
 from selection.io import Pool
 
