@@ -7,8 +7,14 @@ The pool is GRAPE-shaped: long shared prompts, many candidates of varied
 length per instruction. Also printed: the batched path without KV reuse (to
 separate the two effects) and the largest score difference to the naive loop.
 
+Also measured: the cost of the joint prompt+response encoding (every candidate's
+whole text tokenized once, split at the character boundary) against the
+separate encoding it replaced (prompt once per instruction, each response
+alone), in the same run, as a share of the scoring time.
+
     python benchmarks/bench_grape.py                 # defaults: 4 layers x 256 dims
     python benchmarks/bench_grape.py --instructions 48 --candidates 16 --threads 2
+    python benchmarks/bench_grape.py --tokenizer legacy   # a SentencePiece-style tokenizer
 """
 
 from __future__ import annotations
@@ -25,19 +31,31 @@ WORDS = ("the answer is value loop returns step reason because first then total 
          "def return x r f boxed set of values final check").split()
 
 
-def make_pool(tok, n_instructions: int, n_candidates: int, prompt_words: int, resp_words: tuple[int, int],
-              seed: int):
-    from selection.grape.config import DEFAULT_TEMPLATE
-    from selection.grape.prompting import encode_group
-
+def make_texts(n_instructions: int, n_candidates: int, prompt_words: int, resp_words: tuple[int, int], seed: int):
     rng = random.Random(seed)
-    groups = []
+    texts = []
     for _ in range(n_instructions):
         instruction = " ".join(rng.choice(WORDS) for _ in range(prompt_words))
         responses = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(*resp_words)))
                      for _ in range(n_candidates)]
-        groups.append(encode_group(tok, instruction, responses, template=DEFAULT_TEMPLATE))
-    return groups
+        texts.append((instruction, responses))
+    return texts
+
+
+def encode_joint(tok, texts):
+    from selection.grape.config import DEFAULT_TEMPLATE
+    from selection.grape.prompting import encode_group
+
+    return [encode_group(tok, instruction, responses, template=DEFAULT_TEMPLATE) for instruction, responses in texts]
+
+
+def encode_separately(tok, texts):
+    """The encoding GRAPE used before (baseline): the prompt once, each response alone (wrong for SentencePiece)."""
+    out = []
+    for instruction, responses in texts:
+        prompt = tok(f"Question: {instruction}\nAnswer:")["input_ids"]
+        out.append((prompt, [tok(" " + r, add_special_tokens=False)["input_ids"] for r in responses]))
+    return out
 
 
 def naive_scores(model, groups):
@@ -85,6 +103,8 @@ def main(argv=None) -> int:
                     help="torch threads; 1 by default because on a shared, oversubscribed CPU more threads make "
                          "timings erratic (0 = torch's choice)")
     ap.add_argument("--repeats", type=int, default=2, help="best of N timings")
+    ap.add_argument("--tokenizer", default="byte_level", choices=("byte_level", "metaspace", "legacy"),
+                    help="tokenizer pipeline of the test helpers (byte-level BPE, or SentencePiece-style)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -95,12 +115,13 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    tok = build_tokenizer()
+    tok = build_tokenizer(kind=args.tokenizer)
     model = build_model(tok, n_layer=args.layers, n_embd=args.dims, n_head=args.heads, n_positions=2048)
     if args.vocab_size and args.vocab_size > len(tok):
         model.resize_token_embeddings(args.vocab_size, mean_resizing=False)
-    groups = make_pool(tok, args.instructions, args.candidates, args.prompt_words, tuple(args.response_words),
-                       args.seed)
+    texts = make_texts(args.instructions, args.candidates, args.prompt_words, tuple(args.response_words), args.seed)
+    joint_t, groups = timed(lambda: encode_joint(tok, texts), args.repeats)
+    separate_t, _ = timed(lambda: encode_separately(tok, texts), args.repeats)
     tokens = sum(g.n_tokens for g in groups)
     n_cand = sum(len(g.response_ids) for g in groups)
     prompt_len = sum(len(g.prompt_ids) for g in groups) / len(groups)
@@ -128,6 +149,8 @@ def main(argv=None) -> int:
     print(f"hf backend, batched + prompt KV reuse:   {tokens / reuse_t:10.0f} tok/s  ({reuse_t:.2f}s)  "
           f"x{naive_t / reuse_t:.2f}  max|diff| {diff:.2e}")
     print(f"speedup of the transformers backend over the naive loop: {naive_t / reuse_t:.2f}x (goal >= 3x)")
+    print(f"encoding ({args.tokenizer}): joint prompt+response {joint_t * 1e3:.1f} ms vs separate (baseline) "
+          f"{separate_t * 1e3:.1f} ms: x{joint_t / separate_t:.2f}, {100 * joint_t / reuse_t:.1f}% of the scoring time")
     return 0
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -280,3 +281,42 @@ def columns_from_args(args) -> PoolColumns:
         instruction=args.instruction_column, responses=args.responses_column, response=args.response_column,
         messages=args.messages_column, group=args.group_column, layout=getattr(args, "layout", "auto"),
     )
+
+
+# -- model paths ----------------------------------------------------------------------------------
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_model_path(model: str, *, what: str = "model") -> None:
+    """Fail before any other work with "model path not found: P" when ``model`` is a missing local folder.
+
+    Why: transformers treats every name that is not an existing directory as a
+    hub repo id, so a mistyped local path surfaces minutes later as a confusing
+    hub error. A name counts as local when it is absolute, starts with ``.`` or
+    ``~``, has more than one ``/``, a backslash, or a first component that is an
+    existing folder (``runs/tiny-lm`` with a ``runs/`` here); anything else is a
+    possible hub id, which in offline mode (``HF_HUB_OFFLINE``) must be in the
+    local hub cache.
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{what} path is a file, not a model directory: {model}")
+        return
+    first = model.split("/", 1)[0]
+    looks_local = (model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
+                   or model.endswith("/") or ("/" in model and Path(first).expanduser().is_dir()))
+    if looks_local or not _HUB_ID.fullmatch(model):
+        raise ValueError(f"{what} path not found: {model}")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise ValueError(f"{what} path not found: {model} (no such local directory, and as a hub id it is not "
+                             "in the local cache while HF_HUB_OFFLINE is set)")

@@ -1,6 +1,6 @@
 """Rejection sampling: keep only correct reasoning traces as SFT rows (``cf-train collect``).
 
-The paper's SFT arm distils a teacher's traces (counterfactuals.md §4); whether
+The paper's SFT arm distils a teacher's traces (Executable Counterfactuals, §4); whether
 it filtered them is unknown, we keep a trace only when the benchmark's own
 scorer says its final answer is right (set exact match by default, or set F1 at
 least ``min_f1``). Two sources:
@@ -15,10 +15,16 @@ least ``min_f1``). Two sources:
 Output rows: ``prompt`` (the item's user prompt, no chat template), ``completion``
 (the raw response), ``answer``, ``id``, ``family``, ``level``, ``source``; a
 ``<out>.summary.json`` next to it gives the counts.
+
+``answer`` comes in two formats: a list in ``data.jsonl`` item files, JSON text
+in lm-eval sample documents (Arrow needs one column type across families).
+Both are read, and the output always holds the decoded value (a list for the
+code families).
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +107,27 @@ def filter_traces(candidates: Iterable[Candidate], *, min_f1: float | None = Non
     return rows
 
 
+def with_decoded_answer(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` with ``answer`` decoded from JSON text when it is (lm-eval documents), as is otherwise."""
+    return {**doc, "answer": decode_gold(doc["answer"])}
+
+
+def expand_paths(patterns: Iterable[str], option: str = "--samples") -> list[str]:
+    """Files named or matched by glob patterns (quoted patterns reach us unexpanded); no match is an error."""
+    out: list[str] = []
+    for pattern in patterns:
+        if Path(pattern).exists():
+            out.append(pattern)
+            continue
+        if not any(ch in pattern for ch in "*?["):
+            raise FileNotFoundError(f"{option} {pattern}: no such file")
+        matches = sorted(glob.glob(pattern, recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"{option} {pattern}: the pattern matches no file")
+        out.extend(matches)
+    return out
+
+
 # -- source 1: lm-eval --log_samples files ---------------------------------------------------------------------
 
 
@@ -121,6 +148,7 @@ def candidates_from_samples(paths: Iterable[str | Path], *, field_name: str = "r
                 raise ValueError(f"{where}: undecodable doc field: {exc}") from None
             if "answer" not in doc:
                 raise ValueError(f"{where}: doc has no 'answer' field (not an executable_cf task?)")
+            doc = with_decoded_answer(doc)
             prompt = doc.get(prompt_field)
             if not isinstance(prompt, str):
                 raise ValueError(f"{where}: doc has no string field {prompt_field!r} for the prompt")
@@ -204,7 +232,7 @@ def item_file(path: str | Path) -> list[dict]:
         for key in ("prompt", "answer"):
             if key not in item:
                 raise ValueError(f"{path}:{lineno}: missing field {key!r}")
-        items.append(item)
+        items.append(with_decoded_answer(item))
     return items
 
 

@@ -128,7 +128,11 @@ class PromptData:
 
 @dataclass
 class SFTData:
-    """Prompt-completion training rows from JSONL: GRAPE/BIDS selections or collected traces."""
+    """Prompt-completion training rows from JSONL: GRAPE/BIDS selections or collected traces.
+
+    Rows of a selection carry a ``formatted`` record (the exact text the selector scored and how it was
+    tokenized) and are trained exactly so; ``chat`` and ``system_prompt`` apply to the other rows.
+    """
 
     files: list[str] = field(metadata={"help": "JSONL files with prompt/completion or instruction/response columns."})
     prompt_field: Union[str, None] = field(default=None, metadata={"help": "Prompt column (auto-detected if null)."})
@@ -139,12 +143,17 @@ class SFTData:
     max_rows: Union[int, None] = field(default=None, metadata={"help": "Keep at most this many rows (after shuffle)."})
     seed: int = field(default=0, metadata={"help": "Shuffling seed."})
     shuffle: bool = field(default=True, metadata={"help": "Shuffle rows (seeded)."})
+    max_dropped_fraction: float = field(
+        default=0.01, metadata={"help": "Fail when more than this fraction of the rows has no trained token left "
+                                        "after truncation to trl.max_length (TRL would drop them silently)."})
 
     def validate(self) -> None:
         if not self.files:
             raise ValueError("data.files must list at least one JSONL file")
         if self.max_rows is not None and self.max_rows <= 0:
             raise ValueError("data.max_rows must be positive")
+        if not 0.0 <= self.max_dropped_fraction <= 1.0:
+            raise ValueError("data.max_dropped_fraction must be in [0, 1]")
 
 
 def _validate_resume(value: Any) -> None:

@@ -1,5 +1,16 @@
 """Training datasets: GRPO prompts from families or item files, SFT rows from selections or traces.
 
+SFT rows are tokenized here with the shared joint encoder
+(:mod:`selection.tokenization`, the one GRAPE scores with and BIDS takes
+gradients with) and handed to TRL already tokenized (``input_ids`` +
+``labels``). A row of a GRAPE/BIDS selection carries a ``formatted`` record,
+the exact prompt/completion text that was scored and its format, and is trained
+on exactly those tokens plus the recorded ``end`` (EOS or the chat turn's end);
+other rows are formatted from ``data.chat`` (the model's chat template) or as
+plain text. Truncation to ``trl.max_length`` follows TRL's
+``truncation_mode``, and every row it empties or cuts is counted
+(:class:`SFTTokenStats`).
+
 GRPO rows carry ``prompt`` (text, or one user message when ``chat``), ``answer``
 (the gold set as canonical JSON text, so items of different families share one
 Arrow column; :func:`training.rewards.decode_gold` reads it back), ``family``
@@ -14,11 +25,13 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from cf_tasks.jsonl import dumps, iter_jsonl
 from cf_tasks.seeding import derive_seed
 
+from selection.tokenization import FORMATTED_FIELD, FormattedExample, chat_example, encode_example, text_example
 from training.config import FamilySpec, PromptData, SFTData
 
 logger = logging.getLogger(__name__)
@@ -167,13 +180,25 @@ def _text(value: Any, column: str, where: str) -> str:
     return value
 
 
-def sft_rows(config: SFTData) -> list[dict]:
-    """Prompt-completion rows from the configured JSONL files."""
-    rows: list[dict] = []
+@dataclass(frozen=True)
+class SFTExample:
+    """One SFT row as text: where it came from, and whether its format was recorded by a selector."""
+
+    where: str
+    example: FormattedExample
+    recorded: bool = False
+
+
+def sft_examples(config: SFTData, tokenizer: Any) -> list[SFTExample]:
+    """Every SFT row as an :class:`SFTExample`: its recorded format, else ``data.chat`` / plain text."""
+    out: list[SFTExample] = []
     for path in config.files:
         columns = None
         for lineno, row in iter_jsonl(path):
             where = f"{path}:{lineno}"
+            if row.get(FORMATTED_FIELD) is not None:
+                out.append(SFTExample(where, FormattedExample.from_record(row[FORMATTED_FIELD], where), True))
+                continue
             if columns is None:
                 columns = detect_columns(row, config.prompt_field, config.completion_field, where)
             p_col, c_col = columns
@@ -186,17 +211,84 @@ def sft_rows(config: SFTData) -> list[dict]:
             if not completion.strip():
                 raise ValueError(f"{where}: empty completion in column {c_col!r}")
             if config.chat:
-                rows.append({"prompt": as_messages(prompt, config.system_prompt),
-                             "completion": [{"role": "assistant", "content": completion}]})
+                if getattr(tokenizer, "chat_template", None) is None:
+                    raise ValueError(f"{where}: data.chat is true but the model's tokenizer has no chat template; "
+                                     "set data.chat: false")
+                out.append(SFTExample(where, chat_example(tokenizer, as_messages(prompt, config.system_prompt),
+                                                          completion)))
             else:
-                rows.append({"prompt": prompt, "completion": completion})
-    if not rows:
+                out.append(SFTExample(where, text_example(tokenizer, prompt, completion)))
+    if not out:
         raise ValueError(f"no SFT rows in {', '.join(map(str, config.files))}")
     if config.shuffle:
-        random.Random(derive_seed("sft-shuffle", config.seed)).shuffle(rows)
+        random.Random(derive_seed("sft-shuffle", config.seed)).shuffle(out)
     if config.max_rows is not None:
-        rows = rows[: config.max_rows]
-    return rows
+        out = out[: config.max_rows]
+    return out
+
+
+@dataclass
+class SFTTokenStats:
+    """What tokenization and truncation did to the SFT rows (logged, and kept in ``run_info.json``)."""
+
+    rows: int = 0
+    formatted_rows: int = 0
+    dropped: int = 0
+    """Rows left with no trained token by truncation (TRL would drop them silently)."""
+    completion_cut: int = 0
+    """Rows whose trained tokens were partly cut (with ``keep_start``: the end of the trace, its final answer)."""
+    longest: int = 0
+    max_length: int | None = None
+    truncation_mode: str = "keep_start"
+    first_dropped: str | None = None
+    first_cut: str | None = None
+
+    @property
+    def kept(self) -> int:
+        return self.rows - self.dropped
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("rows", "kept", "dropped", "completion_cut", "formatted_rows",
+                                              "longest", "max_length", "truncation_mode")}
+
+
+def tokenize_sft(examples: Sequence[SFTExample], tokenizer: Any, *, max_length: int | None,
+                 truncation_mode: str = "keep_start", completion_only_loss: bool = True,
+                 ) -> tuple[list[dict], SFTTokenStats]:
+    """``input_ids``/``labels`` rows (prompt labels -100 unless ``completion_only_loss`` is off), truncated as TRL
+    does; rows left without a trained token are dropped and counted."""
+    if truncation_mode not in ("keep_start", "keep_end"):
+        raise ValueError(f"trl.truncation_mode must be keep_start or keep_end, got {truncation_mode!r}")
+    stats = SFTTokenStats(max_length=max_length, truncation_mode=truncation_mode)
+    rows = []
+    for item in examples:
+        where, example = item.where, item.example
+        ids = encode_example(tokenizer, example)
+        input_ids = ids.input_ids
+        trained = [*ids.completion_ids, *ids.end_ids]
+        labels = ([-100] * len(ids.prompt_ids) if completion_only_loss else list(ids.prompt_ids)) + trained
+        stats.rows += 1
+        stats.formatted_rows += item.recorded
+        stats.longest = max(stats.longest, len(input_ids))
+        if max_length is not None and len(input_ids) > max_length:
+            cut = slice(None, max_length) if truncation_mode == "keep_start" else slice(-max_length, None)
+            n_before = sum(x != -100 for x in labels)
+            input_ids, labels = input_ids[cut], labels[cut]
+            n_after = sum(x != -100 for x in labels)
+            if n_after == 0:
+                stats.dropped += 1
+                stats.first_dropped = stats.first_dropped or where
+                continue
+            if n_after < n_before:
+                stats.completion_cut += 1
+                stats.first_cut = stats.first_cut or where
+        rows.append({"input_ids": input_ids, "labels": labels})
+    return rows, stats
+
+
+def sft_rows(config: SFTData, tokenizer: Any) -> list[dict]:
+    """The text of every SFT row (``prompt``, ``completion``, ``format``), for inspection and tests."""
+    return [item.example.to_record() for item in sft_examples(config, tokenizer)]
 
 
 def to_dataset(rows: Iterable[dict]):

@@ -1,7 +1,12 @@
 """After training: lm-eval on ``executable_cf`` for the saved checkpoint, and the before/after table.
 
-Runs in-process through ``lm_eval.simple_evaluate`` with an ``HFLM`` (so a
-training job needs no second command) and writes, under ``OUTPUT_DIR/eval/``::
+Runs ``lm_eval.simple_evaluate`` with an ``HFLM``. After training it runs in a
+fresh single-process child (``cf-train evaluate --run-dir OUTPUT_DIR``, see
+``training.launch``), so a training job needs no second command and a
+multi-GPU launch cannot leave lm-eval waiting in collectives. Started under
+``accelerate launch`` itself, ``cf-train evaluate`` uses lm-eval's own
+data-parallel path (all ranks evaluate, rank 0 writes). It writes, under
+``OUTPUT_DIR/eval/``::
 
     before.json, after.json          lm-eval "results" (+ n-samples, versions, config) per model
     samples_{before,after}.jsonl     the per-item records (``cf-train collect`` reads these too)
@@ -19,8 +24,8 @@ from typing import Any, Mapping
 
 from cf_tasks.jsonl import atomic_write, write_json, write_jsonl
 
-from training.config import EvalSpec
-from training.runtime import jsonable
+from training.config import EvalSpec, from_dict, read_yaml
+from training.serialize import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +49,9 @@ def task_manager(include_path: str | None = None, include_defaults: bool = False
     return manager
 
 
-def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any]:
-    """lm-eval results of one model directory (or hub id) on ``spec.tasks``."""
+def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any] | None:
+    """lm-eval results of one model directory (or hub id) on ``spec.tasks``; None on the non-zero ranks of a
+    data-parallel lm-eval run (only rank 0 holds the results)."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
@@ -66,8 +72,8 @@ def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any]:
         bootstrap_iters=0, random_seed=spec.seed, numpy_random_seed=spec.seed, torch_random_seed=spec.seed,
         fewshot_random_seed=spec.seed,
     )
-    if results is None:  # non-zero ranks of a distributed run
-        return {}
+    if results is None or lm.rank != 0:  # non-zero ranks of lm-eval's data-parallel run
+        return None
     return results
 
 
@@ -118,16 +124,22 @@ def format_table(rows: list[dict], before_name: str = "before", after_name: str 
 
 
 def evaluate_before_after(baseline: str | Path | None, trained: str | Path, spec: EvalSpec,
-                          out_dir: str | Path) -> Path:
-    """Evaluate the trained model (and the starting model when ``spec.baseline``); write results and table."""
+                          out_dir: str | Path) -> Path | None:
+    """Evaluate the trained model (and the starting model when ``spec.baseline``); write results and table.
+
+    Returns the output folder, or None on a rank that does not write (lm-eval data-parallel runs).
+    """
     out_dir = Path(out_dir)
     before = None
     if baseline is not None and spec.baseline:
         logger.info("evaluating the starting model %s on %s", baseline, ", ".join(spec.tasks))
         before = evaluate_model(baseline, spec)
-        write_results(before, out_dir, "before")
+        if before is not None:
+            write_results(before, out_dir, "before")
     logger.info("evaluating the trained model %s on %s", trained, ", ".join(spec.tasks))
     after = evaluate_model(trained, spec)
+    if after is None:
+        return None
     write_results(after, out_dir, "after")
     rows = metric_rows(before, after)
     write_json(out_dir / "table.json", {"before_model": None if before is None else str(baseline),
@@ -137,3 +149,18 @@ def evaluate_before_after(baseline: str | Path | None, trained: str | Path, spec
         handle.write(table)
     logger.info("before/after:\n%s", table)
     return out_dir
+
+
+def evaluate_run(run_dir: str | Path) -> Path | None:
+    """The post-training evaluation of a finished run, from its ``run_config.yaml`` and ``run_info.json``."""
+    import json
+
+    run_dir = Path(run_dir)
+    config = read_yaml(run_dir / "run_config.yaml")
+    spec = from_dict(EvalSpec, config.get("evaluate") or {}, source=str(run_dir / "run_config.yaml"), path="evaluate")
+    info_path = run_dir / "run_info.json"
+    final = json.loads(info_path.read_text(encoding="utf-8")).get("final_model") if info_path.is_file() else None
+    final = Path(final) if final else run_dir / "final"
+    if not final.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no trained model at {final} (has the run finished?)")
+    return evaluate_before_after(config.get("model"), final, spec, run_dir / "eval")

@@ -11,13 +11,18 @@ directory layout::
       train_log.jsonl      trainer.state.log_history, one record per logging step
       run_info.json        versions, device, derived batch sizes, wall time
       eval/                before/after lm-eval results and table (when evaluate.enabled)
+      .cf-train.lock       held by the run's main process while it runs (one writer per folder)
+
+The evaluation runs in a fresh single-process child (``training.launch``), so
+it is correct under any launcher; a LoRA run's merged ``final/`` is built, in
+another such child, from the saved adapter and a freshly loaded base model,
+never from the (possibly ZeRO-3-partitioned) training model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import platform
 from pathlib import Path
@@ -28,12 +33,15 @@ import yaml
 from cf_tasks.jsonl import atomic_write, write_json, write_jsonl
 
 from training.config import LoraSpec, to_plain
+from training.launch import (check_process_group, claim_output_dir, launcher_notes, run_evaluation_child,
+                             run_merge_child)
+from training.serialize import jsonable
 
 logger = logging.getLogger(__name__)
 
 
 def device_defaults(trl_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Fill in settings TRL's defaults get wrong on a CPU-only machine (harness.md §6 "CPU").
+    """Fill in settings TRL's defaults get wrong on a CPU-only machine.
 
     TRL defaults to ``bf16=True`` and ``gradient_checkpointing=True``; without an
     accelerator ``TrainingArguments`` then refuses to start. Values set in the
@@ -90,24 +98,47 @@ def write_config_copy(config: Any, output_dir: Path) -> None:
         yaml.safe_dump(to_plain(config), handle, sort_keys=False, allow_unicode=True)
 
 
-def save_final(trainer: Any, output_dir: Path, lora: LoraSpec | None) -> Path:
-    """Save the trained model where evaluation and inference expect a plain checkpoint: ``final/``."""
+def save_final(trainer: Any, output_dir: Path, lora: LoraSpec | None, base_model: str) -> Path:
+    """Save the trained model where evaluation and inference expect a plain checkpoint: ``final/``.
+
+    ``trainer.save_model`` is collective (every rank calls it; under ZeRO-3 it
+    gathers the partitioned weights). A LoRA adapter is saved alone to
+    ``final-adapter/``; with ``merge_on_save`` the main process then merges it
+    into a freshly loaded ``base_model`` in a single-process child (CPU), so
+    the merge never sees partitioned weights, never enters the training
+    group's collectives, and the training model is left untouched.
+    """
     final = output_dir / "final"
     tokenizer = trainer.processing_class
-    model = trainer.model
-    if lora is not None:
-        trainer.save_model(str(output_dir / "final-adapter"))
-        if lora.merge_on_save:
-            model = trainer.accelerator.unwrap_model(model).merge_and_unload()
-            if trainer.accelerator.is_main_process:
-                model.save_pretrained(str(final))
-                tokenizer.save_pretrained(str(final))
-            return final
-        return output_dir / "final-adapter"
-    trainer.save_model(str(final))
-    if trainer.accelerator.is_main_process and tokenizer is not None:
-        tokenizer.save_pretrained(str(final))
+    if lora is None:
+        trainer.save_model(str(final))
+        if trainer.accelerator.is_main_process and tokenizer is not None:
+            tokenizer.save_pretrained(str(final))
+        return final
+    adapter = output_dir / "final-adapter"
+    trainer.save_model(str(adapter))
+    trainer.accelerator.wait_for_everyone()
+    if not lora.merge_on_save:
+        return adapter
+    if trainer.accelerator.is_main_process:
+        run_merge_child(base_model, adapter, final)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(final))
     return final
+
+
+def merge_adapter(base_model: str, adapter: Path, out: Path) -> None:
+    """``base_model`` + the LoRA ``adapter``, merged, saved as a plain checkpoint in the base's dtype.
+
+    Run it in a process of its own (``cf-train merge-lora``): inside a ZeRO-3 training process,
+    ``from_pretrained`` would partition the base model with collectives.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto", device_map=None)
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(str(out))
 
 
 def write_run_record(trainer: Any, output_dir: Path, extra: dict[str, Any]) -> None:
@@ -132,25 +163,6 @@ def write_run_record(trainer: Any, output_dir: Path, extra: dict[str, Any]) -> N
     write_json(output_dir / "run_info.json", jsonable(info))
 
 
-def jsonable(obj: Any) -> Any:
-    """Plain JSON data from logs and lm-eval results (numpy scalars, NaN/inf -> null, other objects -> str)."""
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
-        obj = obj.item()  # numpy / torch scalars
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (set, frozenset)):
-        return [jsonable(v) for v in sorted(obj, key=repr)]
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):  # NaN (a reward not applicable) -> null
-        return None
-    if dataclasses.is_dataclass(obj):
-        return jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
 class TrainerPlugin:
     """The run lifecycle shared by the trainer plugins; subclasses build the TRL trainer.
 
@@ -173,21 +185,37 @@ class TrainerPlugin:
         import time
 
         output_dir = Path(config.output_dir)
+        launcher_notes()
         resume = resolve_resume(config.resume_from_checkpoint, output_dir)
         started = time.monotonic()
         trainer = self.build_trainer(config)
-        write_config_copy(config, output_dir)
-        trainer.train(resume_from_checkpoint=resume)
-        final = save_final(trainer, output_dir, config.lora)
-        write_run_record(trainer, output_dir, {
-            "trainer": self.name, "final_model": str(final), "resumed_from": resume,
-            "train_seconds": round(time.monotonic() - started, 3), **self.run_record(trainer),
-        })
-        main_process = trainer.accelerator.is_main_process
-        del trainer  # free the policy (and a colocated vLLM engine) before evaluation loads the checkpoint
-        gc.collect()
-        if config.evaluate.enabled and main_process:
-            from training.evaluate import evaluate_before_after
-
-            evaluate_before_after(config.model, final, config.evaluate, output_dir / "eval")
+        accelerator = trainer.accelerator
+        check_process_group(accelerator.num_processes, output_dir)
+        main_process = accelerator.is_main_process
+        lock = claim_output_dir(output_dir) if main_process else None
+        try:
+            if main_process:
+                write_config_copy(config, output_dir)
+            trainer.train(resume_from_checkpoint=resume)
+            final = save_final(trainer, output_dir, config.lora, config.model)
+            write_run_record(trainer, output_dir, {
+                "trainer": self.name, "final_model": str(final), "resumed_from": resume,
+                "train_seconds": round(time.monotonic() - started, 3), **self.run_record(trainer),
+            })
+            accelerator.wait_for_everyone()  # every rank has saved before anyone evaluates or exits
+            del trainer  # free the policy (and a colocated vLLM engine) before the evaluation loads the checkpoint
+            gc.collect()
+            _empty_device_cache()
+            if config.evaluate.enabled and main_process:
+                run_evaluation_child(output_dir)
+        finally:
+            if lock is not None:
+                lock.close()
         return output_dir
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,18 +1,23 @@
 """Rows -> token ids and loss labels, and padded batches of them.
 
-Rows are chat ``messages`` (loss on the assistant turns) or prompt/completion
-pairs (loss on the completion and EOS), as in LESS. Labels are ``-100`` outside
-the trained span, so warm-up training, the per-example gradients and any later
-SFT score exactly the same tokens.
+Rows are selection rows carrying a ``formatted`` record (written by GRAPE:
+the exact prompt/completion text that was scored and how it was tokenized),
+chat ``messages`` (loss on the assistant turns) or prompt/completion pairs
+(loss on the completion and EOS), as in LESS. Labels are ``-100`` outside the
+trained span, so warm-up training, the per-example gradients and any later SFT
+score exactly the same tokens.
 
 Chat rows use the tokenizer's chat template when it has one: the text of each
 assistant turn is located by rendering the conversation prefix by prefix (the
 open-instruct technique), then the whole conversation is tokenised once and
 every token whose characters start inside an assistant turn is trained. Without
 a chat template, LESS's format ``<|user|>\\n...\\n<|assistant|>\\n...EOS`` is used.
-Prompt/completion rows are tokenised in two pieces so the boundary is exact
-(the prompt gets the tokenizer's special tokens, e.g. BOS; the completion none)
-and EOS is appended.
+Formatted and prompt/completion rows go through the shared joint encoder
+(:mod:`selection.tokenization`, also used by GRAPE and SFT): the text
+``prompt + completion + end`` is tokenized once with the tokenizer's special
+tokens (e.g. BOS) and split at the character boundary, so a SentencePiece
+tokenizer gives the completion no spurious ``"▁"`` token; ``end`` (EOS, or the
+chat turn's end) is trained too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from selection.bids.config import DataConfig
+from selection.tokenization import FORMATTED_FIELD, FormattedExample, PairIds, encode_example, text_example
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,9 @@ class Encoded:
 
 def encode_row(row: dict[str, Any], tokenizer, config: DataConfig, *, where: str = "row") -> Encoded:
     """Encode one row; ``where`` (e.g. ``train.jsonl:12``) prefixes error messages."""
+    if row.get(FORMATTED_FIELD) is not None:  # a selection row: train exactly what the selector scored
+        example = FormattedExample.from_record(row[FORMATTED_FIELD], where)
+        return _truncate(_labelled(encode_example(tokenizer, example)), config.max_length)
     messages = row.get(config.messages_field)
     if messages is not None:
         return _truncate(_encode_messages(messages, tokenizer, where, config.messages_field), config.max_length)
@@ -59,12 +68,13 @@ def encode_row(row: dict[str, Any], tokenizer, config: DataConfig, *, where: str
     for name, value in ((prompt_field, prompt), (completion_field, completion)):
         if not isinstance(value, str):
             raise ValueError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        completion_ids = completion_ids + [tokenizer.eos_token_id]
-    enc = Encoded(prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids)
+    enc = _labelled(encode_example(tokenizer, text_example(tokenizer, prompt, completion)))
     return _truncate(enc, config.max_length)
+
+
+def _labelled(ids: PairIds) -> Encoded:
+    trained = [*ids.completion_ids, *ids.end_ids]
+    return Encoded(ids.input_ids, [IGNORE] * len(ids.prompt_ids) + trained)
 
 
 def _check_messages(messages: Any, where: str, field_name: str) -> None:

@@ -19,6 +19,7 @@ DEFAULT_TEMPLATE = "Question: {instruction}\nAnswer: {response}"
 MODES = ("best", "reverse", "random")
 BOS_CHOICES = ("auto", "always", "never")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+OVERLENGTH = ("truncate", "skip")
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -44,7 +45,14 @@ class GrapeConfig:
     max_batch_tokens: int = _f(4096, "token budget of one forward pass (rows x padded length, cached prompt "
                                      "included)")
     prefix_reuse: bool = _f(True, "encode each prompt once and reuse its KV cache for all its candidates")
-    dtype: str = _f("float32", "model dtype (auto = the checkpoint's)", choices=DTYPES)
+    dtype: str = _f("auto", "model dtype (auto = the checkpoint's own, e.g. bfloat16 for most 7-8B models)",
+                    choices=DTYPES)
+    max_length: int | None = _f(None, "longest prompt + response scored, in tokens (default: the model's context, "
+                                      "or --max-model-len for vllm)")
+    overlength: str = _f("truncate", "a candidate longer than the limit: truncate (score it on a prompt cut from the "
+                                     "left, as lm-eval does) or skip (leave it unscored); both are counted in the "
+                                     "summary, and a response that alone exceeds the limit is always skipped",
+                         choices=OVERLENGTH)
     device: str | None = _f(None, "torch device (default: cuda if available, else cpu; the accelerate process's "
                                   "device under accelerate launch)")
     trust_remote_code: bool = _f(False, "allow custom model code from the checkpoint")
@@ -78,6 +86,10 @@ class GrapeConfig:
             raise ValueError(f"bos must be one of {', '.join(BOS_CHOICES)}, got {self.bos!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.overlength not in OVERLENGTH:
+            raise ValueError(f"overlength must be one of {', '.join(OVERLENGTH)}, got {self.overlength!r}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
         for name in ("max_batch_tokens", "shard_size", "tensor_parallel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -100,7 +112,7 @@ class GrapeConfig:
     def scoring_fingerprint(self) -> dict[str, Any]:
         """The settings that change scores (a work dir made with other settings is refused)."""
         return {k: getattr(self, k) for k in ("model", "template", "chat_template", "bos", "score_eos", "dtype",
-                                              "shard_size")}
+                                              "shard_size", "max_length", "overlength")}
 
 
 # -- dataclass <-> argparse ---------------------------------------------------------------------

@@ -99,13 +99,16 @@ class HFScorer:
         self.prefix_reuse = prefix_reuse
         self.pad_token_id = int(pad_token_id)
         self.device = next(model.parameters()).device
+        cfg = model.config
+        self.max_length: int | None = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        """The model's context size: the scoring pipeline truncates or skips longer candidates before they get here."""
         params = inspect.signature(model.forward).parameters
         self._keep_kw = "logits_to_keep" if "logits_to_keep" in params else None
         # transformers >= 5.2x renamed ``past_key_values`` to ``cache``; support both spellings.
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     @classmethod
-    def from_pretrained(cls, path: str, *, dtype: str = "float32", device: str | None = None,
+    def from_pretrained(cls, path: str, *, dtype: str = "auto", device: str | None = None,
                         trust_remote_code: bool = False, max_batch_tokens: int = 4096, prefix_reuse: bool = True,
                         **_backend_specific: Any) -> "HFScorer":
         import torch
@@ -130,8 +133,7 @@ class HFScorer:
 
     def _check_lengths(self, groups: Sequence[EncodedGroup]) -> None:
         """Fail with a readable message instead of an index error deep inside the model."""
-        cfg = self.model.config
-        limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        limit = self.max_length
         if not limit:
             return
         for gi, g in enumerate(groups):

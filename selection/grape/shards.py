@@ -5,7 +5,9 @@ Shard ``i`` holds the scores of instructions ``[i*S, (i+1)*S)`` of the pool
 leaves only whole shards behind and a rerun computes exactly the missing ones.
 ``manifest.json`` records a fingerprint of the pool content and of every
 setting that changes a score; a work dir made for other data or settings is
-refused instead of silently mixing scores.
+refused instead of silently mixing scores. Format 2 (joint prompt+response
+encoding, over-length policy) refuses work dirs of format 1, whose scores were
+computed from separately encoded responses.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +23,19 @@ from cf_tasks.jsonl import dumps, iter_jsonl, write_json, write_jsonl
 from selection.grape.scoring_hf import TokenScore
 from selection.io import Pool
 
-FORMAT = 1
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """One candidate's score (None: skipped by the over-length policy) and the prompt tokens cut to fit."""
+
+    score: TokenScore | None
+    prompt_cut: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        return None if self.score is None else self.score.mean
 
 
 def pool_digest(pool: Pool) -> str:
@@ -52,7 +67,7 @@ class ShardStore:
         self.shard_size = shard_size
         self.n_shards = (n_groups + shard_size - 1) // shard_size
         self.dir = Path(work_dir) if work_dir is not None else None
-        self._memory: dict[int, list[list[TokenScore]]] = {}
+        self._memory: dict[int, list[list[CandidateScore]]] = {}
         self.manifest = {"format": FORMAT, "n_groups": n_groups, "shard_size": shard_size,
                          "n_shards": self.n_shards, "fingerprint": fingerprint}
         if self.dir is not None:
@@ -87,7 +102,7 @@ class ShardStore:
     def done(self, i: int) -> bool:
         return i in self._memory if self.dir is None else self.path(i).exists()
 
-    def write(self, i: int, scores: Sequence[Sequence[TokenScore]]) -> None:
+    def write(self, i: int, scores: Sequence[Sequence[CandidateScore]]) -> None:
         start, stop = self.bounds(i)
         if len(scores) != stop - start:
             raise ValueError(f"shard {i}: expected {stop - start} groups, got {len(scores)}")
@@ -95,19 +110,22 @@ class ShardStore:
             self._memory[i] = [list(s) for s in scores]
             return
         write_jsonl(self.path(i), (
-            {"group": start + g, "logprob_sums": [s.logprob_sum for s in row], "n_tokens": [s.n_tokens for s in row]}
+            {"group": start + g, "logprob_sums": [None if c.score is None else c.score.logprob_sum for c in row],
+             "n_tokens": [None if c.score is None else c.score.n_tokens for c in row],
+             "prompt_cut": [c.prompt_cut for c in row]}
             for g, row in enumerate(scores)
         ))
 
-    def read(self, i: int) -> list[list[TokenScore]]:
+    def read(self, i: int) -> list[list[CandidateScore]]:
         if self.dir is None:
             return self._memory[i]
         start, stop = self.bounds(i)
-        out: list[list[TokenScore]] = []
+        out: list[list[CandidateScore]] = []
         for lineno, row in iter_jsonl(self.path(i)):
             if row.get("group") != start + len(out):
                 raise ValueError(f"{self.path(i)}:{lineno}: expected group {start + len(out)}, got {row.get('group')}")
-            out.append([TokenScore(float(s), int(n)) for s, n in zip(row["logprob_sums"], row["n_tokens"])])
+            out.append([CandidateScore(None if s is None else TokenScore(float(s), int(n)), int(cut))
+                        for s, n, cut in zip(row["logprob_sums"], row["n_tokens"], row["prompt_cut"])])
         if len(out) != stop - start:
             raise ValueError(f"{self.path(i)}: has {len(out)} groups, expected {stop - start}; delete it to recompute")
         return out

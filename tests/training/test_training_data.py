@@ -67,31 +67,57 @@ def test_jsonl_prompts_and_errors(tmp_path):
         prompt_rows(PromptData(jsonl=[str(broken)]))
 
 
-def test_sft_rows_from_selections_and_traces(tmp_path):
+@pytest.fixture(scope="module")
+def tok():
+    from helpers.tiny_lm import build_tokenizer
+
+    return build_tokenizer()
+
+
+def text_of(rows):
+    return [(r["prompt"], r["completion"], r["format"]["style"]) for r in rows]
+
+
+def test_sft_rows_from_selections_and_traces(tmp_path, tok):
     sel = tmp_path / "grape.jsonl"
     write_jsonl(sel, [{"instruction": "i1", "response": "r1", "score": 0.1},
                       {"instruction": "i2", "input": "ctx", "response": ["r2"]}])
-    rows = sft_rows(SFTData(files=[str(sel)], chat=False, shuffle=False))
-    assert rows == [{"prompt": "i1", "completion": "r1"}, {"prompt": "i2\n\nctx", "completion": "r2"}]
+    rows = sft_rows(SFTData(files=[str(sel)], chat=False, shuffle=False), tok)
+    assert text_of(rows) == [("i1", "r1", "text"), ("i2\n\nctx", "r2", "text")]
+    assert rows[0]["format"]["end"] == tok.eos_token and rows[0]["format"]["add_special_tokens"] is True
     traces = tmp_path / "traces.jsonl"
     write_jsonl(traces, [{"prompt": "p", "completion": "c \\boxed{1}", "answer": [1]}])
-    (row,) = sft_rows(SFTData(files=[str(traces)], chat=True))
-    assert row == {"prompt": [{"role": "user", "content": "p"}],
-                   "completion": [{"role": "assistant", "content": "c \\boxed{1}"}]}
-    assert len(sft_rows(SFTData(files=[str(sel), str(traces)], max_rows=2, chat=False))) == 2
+    (row,) = sft_rows(SFTData(files=[str(traces)], chat=True), tok)
+    assert text_of([row]) == [("<|user|>p\n<|assistant|>", "c \\boxed{1}", "chat")] and row["format"]["end"] == "\n"
+    assert len(sft_rows(SFTData(files=[str(sel), str(traces)], max_rows=2, chat=False), tok)) == 2
 
 
-def test_sft_rows_errors_name_file_and_line(tmp_path):
+def test_recorded_formats_win_over_data_chat(tmp_path, tok):
+    """A GRAPE row is trained as it was scored, whatever data.chat says (before: re-wrapped in the chat template)."""
+    from selection.grape.prompting import format_candidate
+
+    scored = format_candidate(tok, "What is 2 + 3?", "The answer is 5.", template="Question: {instruction}\nAnswer: {response}")
+    sel = tmp_path / "grape.jsonl"
+    write_jsonl(sel, [{"instruction": "What is 2 + 3?", "response": "The answer is 5.", "formatted": scored.to_record()}])
+    (row,) = sft_rows(SFTData(files=[str(sel)], chat=True), tok)
+    assert row == scored.to_record()
+
+
+def test_sft_rows_errors_name_file_and_line(tmp_path, tok):
     odd = tmp_path / "odd.jsonl"
     write_jsonl(odd, [{"q": "x", "a": "y"}])
     with pytest.raises(ValueError, match=r"odd\.jsonl:1: no known prompt/completion columns.*columns present: a, q"):
-        sft_rows(SFTData(files=[str(odd)]))
-    assert sft_rows(SFTData(files=[str(odd)], prompt_field="q", completion_field="a", chat=False)) == [
-        {"prompt": "x", "completion": "y"}]
+        sft_rows(SFTData(files=[str(odd)]), tok)
+    assert text_of(sft_rows(SFTData(files=[str(odd)], prompt_field="q", completion_field="a", chat=False), tok)) == [
+        ("x", "y", "text")]
     empty = tmp_path / "empty.jsonl"
     write_jsonl(empty, [{"prompt": "x", "completion": "ok"}, {"prompt": "x", "completion": "  "}])
     with pytest.raises(ValueError, match=r"empty\.jsonl:2: empty completion"):
-        sft_rows(SFTData(files=[str(empty)]))
+        sft_rows(SFTData(files=[str(empty)]), tok)
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [{"prompt": "x", "completion": "y", "formatted": {"prompt": "x", "completion": 3, "format": {}}}])
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: field formatted.completion must be a string"):
+        sft_rows(SFTData(files=[str(bad)]), tok)
 
 
 def test_evaluation_problems_are_held_out_of_training(tmp_path):

@@ -118,3 +118,35 @@ def test_grpo_with_vllm_colocated_rollouts(tiny_lm_dir, tmp_path):
                       save_strategy="no")
     TRAINERS.get("grpo").train(cfg)
     assert len([r for r in read_jsonl(out / "train_log.jsonl") if "reward" in r]) == 2
+
+
+@pytest.mark.slow
+def test_grpo_two_processes_with_post_training_evaluation(tiny_lm_dir, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU (torchrun + gloo): GRPO trains as one group of two,
+    then only the main process evaluates, in a fresh single-process child; nothing hangs, results are written once.
+    (Before: rank 0 evaluated in-process after the other ranks had returned; on GPUs lm-eval's HFLM then entered
+    collectives no other rank joined.)"""
+    import shutil
+
+    launcher = shutil.which("accelerate")
+    if launcher is None:
+        pytest.skip("accelerate launcher not on PATH")
+    out = tmp_path / "two"
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "training.cli", "grpo", "--config", "grpo_tiny_cpu.yaml",
+           "--set", f"model={tiny_lm_dir}", "--set", f"output_dir={out}", "--set", "data.n=4",
+           "--set", "trl.max_completion_length=8", "--set", "trl.save_steps=10",
+           "--set", "evaluate={enabled: true, tasks: [executable_cf_if_else], limit: 2, max_gen_toks: 4, batch_size: 2}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["world_size"] == 2 and info["global_step"] == 2
+    assert proc.stderr.count("GRPO on 4 prompts") == 2  # both ranks trained
+    assert proc.stderr.count("the post-training evaluation in a fresh process") == 1  # once, by the main process
+    assert proc.stderr.count("evaluating the trained model") == 1
+    assert proc.stdout.count("| executable_cf_if_else | exact_match |") == 1  # the child's table, printed once
+    for label in ("before", "after"):
+        results = json.loads((out / "eval" / f"{label}.json").read_text())
+        assert results["n-samples"]["executable_cf_if_else"]["effective"] == 2
+        assert len(read_jsonl(out / "eval" / f"samples_{label}.jsonl")) == 2
