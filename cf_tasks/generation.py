@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cf_tasks.abduction import Grid, run_grids
+from cf_tasks.executor.provenance import generated_source
 from cf_tasks.executor.types import Job
 from cf_tasks.families.base import CodeFamily, FamilyConfig, GenerationResult, Program
 from cf_tasks.prompts import PROMPT_VERSION, build_prompt
@@ -172,7 +173,7 @@ def run_candidates(cands: list[Candidate], executor, programs_per_job: int) -> l
     for cand in cands:
         cand.assignments = list(itertools.product(*cand.program.latents.values()))
     if programs_per_job <= 1:
-        grids = [Grid(c.program.source, c.program.entry_point, c.program.latents, c.inputs,
+        grids = [Grid(generated_source(c.program.source), c.program.entry_point, c.program.latents, c.inputs,
                       {**c.inputs, **c.intervention}) for c in cands]
         out = []
         for res in run_grids(grids, executor):
@@ -191,7 +192,7 @@ def run_candidates(cands: list[Candidate], executor, programs_per_job: int) -> l
             parts.append(f"_cf_fns.append({cand.program.entry_point})")
             calls.append(_grid_call(k, cand))
         parts.append(_HARNESS)
-        jobs.append(Job(source="\n".join(parts), entry_point="_cf_grid", calls=tuple(calls)))
+        jobs.append(Job(source=generated_source("\n".join(parts)), entry_point="_cf_grid", calls=tuple(calls)))
     out = []
     for cand_results in executor.run(jobs):
         for cand, res in zip(cands[len(out):], cand_results):

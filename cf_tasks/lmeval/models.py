@@ -1,9 +1,10 @@
 """Reference solvers registered as lm-eval models (``--model cf_oracle`` / ``cf_no_abduction``).
 
 They read the structured item behind each request (``Instance.doc``), never
-its ``answer`` field: ``cf_oracle`` solves by abduction through execution (the
-same executor as generation), ``cf_no_abduction`` ignores the observation and
-answers from the prior over the whole latent domain. Their scores bound the
+its ``answer`` field: ``cf_oracle`` solves by abduction through execution (a
+document's program is never trusted: it runs in the isolated executor tier),
+``cf_no_abduction`` ignores the observation and answers from the prior over the
+whole latent domain. Their scores bound the
 benchmark: the oracle must reach 1.0 everywhere, and the no-abduction solver
 shows how much a task requires abduction (the counterfactual drop).
 Non-code families (e.g. ``gsm``) solve through their family plugin.
@@ -35,16 +36,13 @@ class _ReferenceSolverLM(LM):
 
     def _answers(self, docs: list[dict]) -> list[str]:
         """The boxed final answer for each document."""
-        from cf_tasks.abduction import solve_records
-        from cf_tasks.executor import shared_executor
-        from cf_tasks.records import ProgramRecord
+        from cf_tasks.abduction import solve_documents
         from plugins import FAMILIES
 
         answers: list[str | None] = [None] * len(docs)
         code_idx = [i for i, d in enumerate(docs) if "program" in d]
-        if code_idx:
-            records = [ProgramRecord.from_json(docs[i], source=f"doc {docs[i].get('id')}") for i in code_idx]
-            solutions = solve_records(records, shared_executor(), ignore_observation=self.ignore_observation)
+        if code_idx:  # a document's program is untrusted: solve_documents runs it isolated
+            solutions = solve_documents([docs[i] for i in code_idx], ignore_observation=self.ignore_observation)
             for i, solution in zip(code_idx, solutions):
                 answers[i] = format_answer(solution.answer)  # typed values: '5' and 5 differ
         for i, doc in enumerate(docs):
