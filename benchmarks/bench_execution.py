@@ -3,7 +3,9 @@
 Each program is distinct (different constants, so nothing is served from a compile cache)
 and is called once, like a generated item's gold-answer run. The naive baseline, measured
 in the same run, starts ``python -c`` per program and reads its JSON from stdout (what a
-harness without a pool does); a leaner ``python -I -S -c`` row is printed for reference. Prints programs/s for each tier and the ratio to the baseline.
+harness without a pool does); a leaner ``python -I -S -c`` row is printed for reference. Prints programs/s for each
+tier and the ratio to the baseline. The trusted row runs generated programs (``generated_source``); the sandbox row
+runs the same programs as plain text, which always go to the isolated tier.
 
     python benchmarks/bench_execution.py [--n 20000] [--baseline-n 60] [--untrusted-n 2000]
 """
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from cf_tasks.executor import Executor, Job, Limits
+from cf_tasks.executor import Executor, Job, Limits, generated_source
 
 TEMPLATE = """def f(x, r):
     y = x + {a}
@@ -29,8 +31,10 @@ TEMPLATE = """def f(x, r):
 """
 
 
-def programs(n: int) -> list[Job]:
-    return [Job(TEMPLATE.format(a=i % 97, b=i % 7 + 1, m=i % 11 + 2), "f", ({"x": i % 13, "r": i % 5},))
+def programs(n: int, generated: bool = False) -> list[Job]:
+    """``n`` distinct programs; ``generated=True`` marks them as the generator's (trusted pool)."""
+    mark = generated_source if generated else str
+    return [Job(mark(TEMPLATE.format(a=i % 97, b=i % 7 + 1, m=i % 11 + 2)), "f", ({"x": i % 13, "r": i % 5},))
             for i in range(n)]
 
 
@@ -68,8 +72,8 @@ def main() -> None:
     rows = [("naive: fresh python per program", len(base_jobs), base_rate),
             ("fresh python -I -S per program", len(base_jobs), len(base_jobs) / lean_s)]
     with Executor(workers=workers, limits=Limits()) as ex:
-        ex.run(programs(50))  # warm-up: workers started
-        jobs = programs(args.n)
+        ex.run(programs(50, generated=True))  # warm-up: workers started
+        jobs = programs(args.n, generated=True)
         secs, out = timed(ex.run, jobs)
         assert [r[0].value for r in out[: len(base_out)]] == base_out, "executor disagrees with python"
         assert all(r[0].status == "ok" for r in out)

@@ -47,7 +47,7 @@ class SolveLimits:
     max_record_bytes: int = field(default=4 << 20, metadata={
         "help": "Largest JSON size of one solved record (its answer and prior sets included)."})
     batch_calls: int = field(default=32_768, metadata={
-        "help": "Calls in flight per executor batch: the memory bound (records stream through)."})
+        "help": "Most calls per executor batch (a larger single job runs alone): the memory bound."})
     calls_per_job: int = field(default=CALLS_PER_JOB, metadata={"help": "Calls per sandbox job (even)."})
 
     def __post_init__(self) -> None:
@@ -145,6 +145,7 @@ class _Record:
         product = itertools.product(*rec.latents.values())
         self.chunks = iter(lambda: list(itertools.islice(product, per_job)), [])
         self.exhausted = False
+        self.held: list[tuple] | None = None  # a chunk taken but not sent (the batch was full)
         self.in_flight = 0
         self.spent_s = 0.0
         self.failure: str | None = None
@@ -165,6 +166,9 @@ class _Record:
         if self.spent_s >= self.limits.record_timeout_s:
             self.fail(self._out_of_time())
             return None
+        if self.held is not None:
+            chunk, self.held = self.held, None
+            return chunk
         chunk = next(self.chunks, None)
         if chunk is None:
             self.exhausted = True
@@ -291,19 +295,22 @@ def solve_stream(records: Iterable[tuple[str, int | None, ProgramRecord]], execu
         batch: list[tuple[_Record, list[tuple]]] = []
         n_calls = 0
 
-        def take(state: _Record) -> None:
+        def take(state: _Record) -> bool:
+            """Add the record's chunks to the batch; False once the batch is full."""
             nonlocal n_calls
-            while n_calls < limits.batch_calls or not batch:
+            while True:
                 chunk = state.next_chunk()
                 if chunk is None:
-                    return
+                    return True
+                if batch and n_calls + 2 * len(chunk) > limits.batch_calls:
+                    state.held = chunk  # next batch
+                    return False
                 state.in_flight += 1
                 batch.append((state, chunk))
                 n_calls += 2 * len(chunk)
 
-        for state in window:
-            take(state)
-        while more and n_calls < limits.batch_calls:
+        full = not all(take(state) for state in window)
+        while more and not full:
             item = next(pending, None)
             if item is None:
                 more = False
@@ -315,7 +322,7 @@ def solve_stream(records: Iterable[tuple[str, int | None, ProgramRecord]], execu
                                   f"max_calls={limits.max_calls}", source=where, line=line)
             state = _Record(where, line, rec, limits, ignore_observation)
             window.append(state)
-            take(state)
+            full = not take(state)
         if batch:
             if time.monotonic() - start > limits.file_timeout_s:
                 first = batch[0][0]

@@ -55,7 +55,9 @@ class SandboxPool:
     """One zygote whose server runs up to ``workers`` isolated children at a time."""
 
     def __init__(self, workers: int, limits: Limits, harden: bool = True, scratch_mb: int = 16,
-                 fsize_bytes: int = 1 << 20, nofile: int = 32) -> None:
+                 fsize_bytes: int = 1 << 20, nofile: int = 32, seccomp: bool = True) -> None:
+        """``harden=False`` / ``seccomp=False`` switch layers off, so that tests can check that the
+        remaining layers still contain what they claim to."""
         self.limits = limits
         self._lock = threading.Lock()
         self._closed = False
@@ -77,6 +79,7 @@ class SandboxPool:
             "binds": read_only_binds(),
             "paths": site_paths(),
             "harden": harden,
+            "seccomp": seccomp,
         }
         self._proc: subprocess.Popen | None = None
         self._reader: FrameReader | None = None

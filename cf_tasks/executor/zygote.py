@@ -102,6 +102,7 @@ class Server:
         self.exited = {}
         self.free_slots = list(range(self.parallel))
         self.batch_fd = None
+        self.pidfd = os.pidfd_open(os.getpid())  # a job polls it: readable once the server is gone
         # Warm up in the server what every child would otherwise initialise on its own (the
         # AST types behind compile(), the JSON encoder): our own constant program, run here once.
         self.runner.run_job("def f():\n    return [0.5, 'x', None]\n", "f", [{}])
@@ -112,9 +113,6 @@ class Server:
     def _child(self, wfd, pfd, slot, job):
         source, entry_point, calls = job[0], job[1], job[2]
         hd, cfg = self.hd, self.config
-        hd.libc.prctl(hd.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if _no_reader(wfd):  # the server died before the line above took effect
-            os._exit(0)
         uid = self._slot_uid(slot)
         scratch = self._slot_path(slot)
         if self.mode != "namespaces":
@@ -125,6 +123,10 @@ class Server:
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
         hd.drop_all_capabilities()
+        # After the uid change, which clears both: die with the server, and be non-dumpable.
+        hd.libc.prctl(hd.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if select.select([self.pidfd], [], [], 0)[0]:  # the server died before the line above took effect
+            os._exit(0)
         hd.libc.prctl(hd.PR_SET_DUMPABLE, 0, 0, 0, 0)
         cpu = min(float(cfg["job_timeout"]), len(calls) * float(cfg["call_timeout"]) + 1.0)
         _set(resource.RLIMIT_CPU, int(cpu) + 2)
@@ -356,13 +358,6 @@ class Server:
             gc.unfreeze()
 
 
-def _no_reader(wfd):
-    """True if nobody holds the read end of ``wfd`` any more (the server is gone)."""
-    p = select.poll()
-    p.register(wfd, select.POLLOUT)
-    return any(ev & select.POLLERR for _, ev in p.poll(0))
-
-
 def run_server(config, mode_report, mode, worker, hd, bpf, rfd, wfd):
     """In the server process, after the namespaces: privileges, then serve until EOF."""
     report = dict(mode_report)
@@ -485,7 +480,8 @@ def main():
     worker = _load("worker")
     hd = _load("hardening")
     # Before any fork: building the filter may start helper processes (ctypes.util.find_library).
-    bpf, seccomp_line = hd.seccomp_program()
+    bpf, seccomp_line = hd.seccomp_program() if config.get("seccomp", True) else \
+        (None, "unavailable: disabled by configuration")
     rfd, wfd = os.dup(0), os.dup(1)
     server = _start_server(config, worker, hd, bpf, seccomp_line, rfd, wfd)
     # The supervisor holds no pipe end, so the caller sees EOF when the server dies.
