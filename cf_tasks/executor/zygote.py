@@ -7,9 +7,10 @@ this process (exec replaced it). Standard library only; it never runs a program 
 Three kinds of process:
 
 1. The supervisor (this script's process) compiles the seccomp filter, forks the server,
-   writes the server's uid/gid maps, then only waits: on a pidfd of the caller and one of the
-   server. When the caller dies (SIGKILL included) it kills the server at once, removes the
-   host temp folder and exits; when the server dies it exits, so the caller sees EOF.
+   writes the server's uid/gid maps, then only waits: on a pidfd of the caller, and for the
+   server to exit. When the caller dies (SIGKILL included) it kills the server at once,
+   removes the host temp folder and exits; when the server dies it exits too, so the caller
+   sees EOF.
 2. The server (``PR_SET_PDEATHSIG``: dies with the supervisor) enters a user namespace of its
    own plus network and mount namespaces with a private read-only root (``hardening.py``),
    keeps only the capabilities it needs to start jobs, and serves batches from the caller's
@@ -43,7 +44,6 @@ import mmap
 import os
 import resource
 import select
-import shutil
 import signal
 import struct
 import sys
@@ -69,14 +69,58 @@ def _set(limit, value):
     resource.setrlimit(limit, (value, value))
 
 
-def _make_removable(path):
-    """A program may chmod its folders to 000; restore owner access before removing them."""
+def _remove_tree(path):
+    """``shutil.rmtree`` without importing shutil (and its compression modules) into every job;
+    a program may have chmod-ed its folders to 000, so owner access is restored first."""
     for root, dirs, _files in os.walk(path):
         for d in dirs:
             try:
                 os.chmod(os.path.join(root, d), 0o700)
             except OSError:
                 pass
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            _ignore(os.unlink, os.path.join(root, name))
+        for name in dirs:
+            _ignore(os.rmdir, os.path.join(root, name))
+    _ignore(os.rmdir, path)
+
+
+def _ignore(fn, *args):
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
+def _compile_seccomp(hd):
+    """The seccomp filter, compiled in a throwaway child: pyseccomp, libseccomp and the helper
+    processes of ``ctypes.util.find_library`` never enter the server (nor every job's memory)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            bpf, line = hd.seccomp_program()
+            data = json.dumps({"bpf": bpf.hex() if bpf else None, "line": line}).encode()
+            while data:
+                data = data[os.write(w, data):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    try:
+        out = json.loads(b"".join(chunks))
+    except ValueError:
+        return None, "unavailable: the filter compiler died"
+    return (bytes.fromhex(out["bpf"]) if out["bpf"] else None), out["line"]
 
 
 class Server:
@@ -102,12 +146,29 @@ class Server:
         self.exited = {}
         self.free_slots = list(range(self.parallel))
         self.batch_fd = None
-        self.pidfd = os.pidfd_open(os.getpid())  # a job polls it: readable once the server is gone
+        try:
+            self.pidfd = os.pidfd_open(os.getpid())  # a job polls it: readable once the server is gone
+        except OSError:
+            self.pidfd = None
+        self.clone_flags, self.clone_error = self._probe_clone()
         # Warm up in the server what every child would otherwise initialise on its own (the
         # AST types behind compile(), the JSON encoder): our own constant program, run here once.
         self.runner.run_job("def f():\n    return [0.5, 'x', None]\n", "f", [{}])
         # Children are forks: keep the collector from touching (and so copying) every page.
         gc.freeze()
+
+    def _probe_clone(self):
+        """PID namespace per job if the kernel allows it here: (flags or None, why not)."""
+        if self.mode != "namespaces":
+            return None, None
+        try:
+            pid = self.hd.clone_job(self.hd.CLONE_NEWPID)
+        except OSError as exc:
+            return None, "clone(CLONE_NEWPID) failed (%s)" % exc
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return self.hd.CLONE_NEWPID, None
 
     # --- the child -------------------------------------------------------------------------
     def _child(self, wfd, pfd, slot, job):
@@ -125,8 +186,8 @@ class Server:
         hd.drop_all_capabilities()
         # After the uid change, which clears both: die with the server, and be non-dumpable.
         hd.libc.prctl(hd.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if select.select([self.pidfd], [], [], 0)[0]:  # the server died before the line above took effect
-            os._exit(0)
+        if self.pidfd is not None and select.select([self.pidfd], [], [], 0)[0]:
+            os._exit(0)  # the server died before the line above took effect
         hd.libc.prctl(hd.PR_SET_DUMPABLE, 0, 0, 0, 0)
         cpu = min(float(cfg["job_timeout"]), len(calls) * float(cfg["call_timeout"]) + 1.0)
         _set(resource.RLIMIT_CPU, int(cpu) + 2)
@@ -176,18 +237,14 @@ class Server:
             if used:
                 self.hd.mount_scratch(path, int(self.config["scratch_mb"]), self._slot_uid(slot))
         else:
-            _make_removable(path)
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_tree(path)
 
     def _spawn(self, index, job):
         slot = self.free_slots.pop()
         rfd, wfd = os.pipe()
         pfd = os.memfd_create("cf-job-progress")
         os.ftruncate(pfd, 8)
-        if self.mode == "namespaces":
-            pid = self.hd.clone_job(self.hd.CLONE_NEWPID)
-        else:
-            pid = os.fork()
+        pid = self.hd.clone_job(self.clone_flags) if self.clone_flags else os.fork()
         if pid == 0:
             try:
                 os.close(rfd)
@@ -334,7 +391,7 @@ class Server:
         payload = data[8 + n:]
         if meta["code"] != 0 or not payload.startswith(b'[["ok"'):
             return "a probe job failed (exit status %s, reply %r)" % (meta["code"], payload[:200])
-        if self.mode == "namespaces" and json.loads(payload)[0][1] != 1:
+        if self.clone_flags and json.loads(payload)[0][1] != 1:
             return "a probe job was not PID 1 of its own PID namespace"
         return None
 
@@ -378,8 +435,9 @@ def layer_report(server, config):
     root = config["outer_uid"] == 0
     out = {
         "pid_namespace_per_job": ("enforced (each job is PID 1 of a PID namespace of its own: no other process "
-                                  "is visible or can be signalled)") if ns else
-                                 "unavailable: no user namespace (jobs share the server's PID namespace)",
+                                  "is visible or can be signalled)") if server.clone_flags else
+                                 "unavailable: %s (jobs share the server's PID namespace)" % (
+                                     server.clone_error or "no user namespace"),
         "scratch_per_job": ("enforced (each job slot has its own %d MiB tmpfs, replaced after a job that wrote "
                             "to it: nothing persists between jobs; the scratch root is read-only to jobs)"
                             % config["scratch_mb"]) if ns else
@@ -388,7 +446,8 @@ def layer_report(server, config):
                             "unavailable: no mount namespace and no Landlock"),
         "uid_per_job": ("enforced (job in slot k runs as uid k+1 of the namespace, %#x+k outside)"
                         % server.hd.JOB_UID_BASE) if server.job_uids else
-                       "unavailable: %s" % ("the caller is not root: one uid is mapped" if ns else "no user namespace"),
+                       ("not used (a caller that is not root can map one uid only; PID namespaces and Landlock "
+                        "keep jobs apart)" if ns and server.clone_flags else "unavailable: no user namespace"),
         "capabilities": "enforced (jobs hold none; the server keeps %s inside its own namespace)" % (
             "SYS_ADMIN, SETUID, SETGID, KILL and DAC_READ_SEARCH" if ns else "none"),
         "no_new_privs": "enforced",
@@ -472,36 +531,35 @@ def main():
     caller = int(config["parent_pid"])
     if os.getppid() != caller:  # the caller died before we started
         os._exit(0)
-    caller_fd = os.pidfd_open(caller)
     config["outer_uid"] = os.geteuid()
     for path in config.get("paths", ()):  # read-only site-packages (e.g. numpy), see worker.py on -S
         if path not in sys.path:
             sys.path.append(path)
     worker = _load("worker")
     hd = _load("hardening")
-    # Before any fork: building the filter may start helper processes (ctypes.util.find_library).
-    bpf, seccomp_line = hd.seccomp_program() if config.get("seccomp", True) else \
+    bpf, seccomp_line = _compile_seccomp(hd) if config.get("seccomp", True) else \
         (None, "unavailable: disabled by configuration")
     rfd, wfd = os.dup(0), os.dup(1)
     server = _start_server(config, worker, hd, bpf, seccomp_line, rfd, wfd)
-    # The supervisor holds no pipe end, so the caller sees EOF when the server dies.
+    poller = select.poll()
+    try:
+        poller.register(os.pidfd_open(caller), select.POLLIN)  # readable when the caller exits
+    except (AttributeError, OSError):  # kernel < 5.3: the request pipe hangs up when the caller dies
+        poller.register(os.dup(0), 0)
+    # The supervisor holds no other pipe end, so the caller sees EOF when the server dies.
     for fd in (rfd, wfd, 0, 1):
         os.close(fd)
-    server_fd = os.pidfd_open(server)
-    poller = select.poll()
-    poller.register(caller_fd, select.POLLIN)
-    poller.register(server_fd, select.POLLIN)
     while True:
-        ready = {fd for fd, _ in poller.poll()}
-        if caller_fd in ready:
+        caller_gone = bool(poller.poll(200))
+        if caller_gone:
             try:
                 os.kill(server, signal.SIGKILL)  # its jobs die with it (PR_SET_PDEATHSIG)
             except OSError:
                 pass
-        if server_fd in ready or caller_fd in ready:
+        pid, status = os.waitpid(server, 0 if caller_gone else os.WNOHANG)
+        if pid:
             break
-    _, status = os.waitpid(server, 0)
-    shutil.rmtree(config["scratch_root"], ignore_errors=True)
+    _remove_tree(config["scratch_root"])
     os._exit(max(0, os.waitstatus_to_exitcode(status)))
 
 
