@@ -10,15 +10,12 @@ malformed lines, field errors, programs that do not run to an answer value, a gi
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Callable, Iterator
 
 from cf_tasks.abduction import BudgetError, SolveError, SolveLimits, Solution, solve_stream
 from cf_tasks.prompts import build_prompt
 from cf_tasks.records import ProgramRecord, RecordError, RecordErrors, iter_records
-
-log = logging.getLogger(__name__)
 
 
 def solved_item(record: ProgramRecord, solution: Solution, limits: SolveLimits, where: str,

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import psutil
 
 from cf_tasks.executor import CallResult, Executor, Job
-
-NOT_OK = {"error", "timeout", "limit", "crash"}
-
 
 def sandbox_processes(tag: str) -> list[psutil.Process]:
     """Live processes whose command line names ``tag`` (a sandbox's host temp folder).
@@ -39,10 +35,6 @@ def wait_gone(tag: str, timeout: float) -> tuple[list[psutil.Process], float]:
         if not alive or waited > timeout:
             return alive, waited
         time.sleep(0.02)
-
-
-def tag_of(ex: Executor) -> str:
-    return ex._isolated._scratch
 
 
 def run1(ex: Executor, source: str, calls=({},)) -> list[CallResult]:
@@ -80,7 +72,3 @@ def cli(*args: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
     return code, out.getvalue(), err.getvalue()
-
-
-def env_without_hooks() -> dict:
-    return {**os.environ, "PYTHONHASHSEED": "0"}
