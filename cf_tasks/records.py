@@ -18,6 +18,10 @@ Schema (JSON object, one per line)::
     latent_values {name: v}       interventional only: the revealed latents
     answer        [v, ...]        optional; sorted set of outputs (filled by ``solve``)
 
+``cf-tasks solve`` adds ``prior_answer``, ``n_consistent``, ``n_assignments`` and, when the
+program raised at the observed inputs for some assignments (which therefore cannot have
+produced the observation and are excluded), ``n_raised``.
+
 Outputs and answers are *answer values*: JSON scalars (int with ``|v| <= MAX_ANSWER_INT``,
 finite float, str, bool, null). A program returning anything else (a list, a huge int) makes
 its record an error; see :func:`answer_value_problem`.

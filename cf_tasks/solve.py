@@ -32,6 +32,8 @@ def solved_item(record: ProgramRecord, solution: Solution, limits: SolveLimits, 
     item = record.to_json()
     item.update(answer=list(solution.answer), prior_answer=list(solution.prior_answer),
                 n_consistent=solution.n_consistent, n_assignments=solution.n_assignments)
+    if solution.errors:  # flagged, never hidden: these assignments raised at the observed inputs
+        item["n_raised"] = solution.errors
     item.setdefault("family", "custom")
     item["prompt"] = item.get("prompt") or build_prompt(item)
     size = len(json.dumps(item, ensure_ascii=False))

@@ -9,8 +9,8 @@ Server (once): a user namespace of its own (root is mapped to ``nobody`` outside
 of uids for jobs; another user is mapped to itself), network and mount namespaces, and a
 private read-only root with the system and Python folders only (:func:`isolate_server`). The
 server keeps the five capabilities it needs to start and clean up jobs (:data:`SERVER_CAPS`),
-inside its own user namespace only. Without user namespaces it falls
-back to dropping root to ``nobody`` (:func:`drop_to_nobody`).
+inside its own user namespace only. Without user namespaces it falls back to dropping root to
+``nobody`` (:func:`drop_to_nobody`).
 
 Job (per child, ``Server._child`` in the zygote): its own PID namespace (cloned together with
 the process, :func:`clone_job`), its slot's own size-limited tmpfs as scratch folder (emptied
@@ -208,13 +208,6 @@ def set_capabilities(keep):
 def drop_all_capabilities():
     data = (_CapData * 2)()
     check(libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
-
-
-def capabilities():
-    """Permitted | effective capability mask of this process."""
-    data = (_CapData * 2)()
-    check(libc.capget(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capget")
-    return data[0].effective | (data[1].effective << 32) | data[0].permitted | (data[1].permitted << 32)
 
 
 # --- per-job processes ------------------------------------------------------------------------

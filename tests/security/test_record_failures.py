@@ -116,6 +116,7 @@ def test_a_raise_at_the_observed_inputs_is_evidence_not_an_error(tmp_path):
     assert code == 0, err
     item = json.loads((tmp_path / "out" / "solved.jsonl").read_text())
     assert item["answer"] == [7] and item["prior_answer"] == [6, 7, 8] and item["n_consistent"] == 1
+    assert item["n_raised"] == 1
 
 
 def test_only_bounded_scalars_are_accepted_as_given_outputs(tmp_path):
