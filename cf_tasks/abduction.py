@@ -208,28 +208,32 @@ class _Record:
             if self.failure is not None:
                 return
 
+    def _at(self, a: tuple) -> str:
+        return ", ".join(f"{n}={v!r}" for n, v in zip(self.names, a))
+
     def _fold(self, a: tuple, obs: CallResult, new: CallResult) -> None:
-        at = ", ".join(f"{n}={v!r}" for n, v in zip(self.names, a))
         if obs.ok:
-            self._check_value(obs.value, f"at the observed inputs with {at}")
+            if self._bad_value(obs.value, a, "observed"):
+                return
         elif obs.status == "error":
             self.raised += 1  # it raised: this assignment did not produce the observation
-            self.first_raise = self.first_raise or f"{obs.error} (with {at})"
+            self.first_raise = self.first_raise or f"{obs.error} (with {self._at(a)})"
         else:
-            return self.fail(f"the run at the observed inputs with {at} ended with {obs.status}: {obs.error}")
+            return self.fail(f"the run at the observed inputs with {self._at(a)} ended with {obs.status}: {obs.error}")
         consistent = obs.ok and same_value(obs.value, self.rec.observed_output)
         if self.target is not None and all(same_value(x, y) for x, y in zip(a, self.target)):
             if not consistent:
                 got = repr(obs.value) if obs.ok else f"{obs.status} ({obs.error})"
-                return self.fail(f"its latent_values ({at}) contradict its own observation: the program gives "
-                                 f"{got} at the observed inputs, not {self.rec.observed_output!r}", "latent_values")
+                return self.fail(f"its latent_values ({self._at(a)}) contradict its own observation: the program "
+                                 f"gives {got} at the observed inputs, not {self.rec.observed_output!r}",
+                                 "latent_values")
             self.target_value = new
         if not new.ok:
             if new.status != "error" or consistent or self.target_value is new:
-                return self.fail(f"the run at the intervened inputs with {at} ended with {new.status}: {new.error}")
+                return self.fail(f"the run at the intervened inputs with {self._at(a)} ended with {new.status}: "
+                                 f"{new.error}")
             return  # raised for an assignment the answer does not need: not an output
-        self._check_value(new.value, f"at the intervened inputs with {at}")
-        if self.failure is not None:
+        if self._bad_value(new.value, a, "intervened"):
             return
         key = (type(new.value) is bool, new.value)
         if key not in self.prior:
@@ -242,11 +246,13 @@ class _Record:
             self.n_consistent += 1
             self.consistent.setdefault(key, new.value)
 
-    def _check_value(self, value: Any, where: str) -> None:
+    def _bad_value(self, value: Any, a: tuple, inputs: str) -> bool:
+        """Fail the record (and say True) unless ``value`` is an answer value."""
         problem = answer_value_problem(value)
         if problem:
-            self.fail(f"the program returned {problem} {where}; answers must be JSON scalars "
-                      f"(int within +-(2**63 - 1), finite float, str, bool or null)")
+            self.fail(f"the program returned {problem} at the {inputs} inputs with {self._at(a)}; answers must be "
+                      f"JSON scalars (int within +-(2**63 - 1), finite float, str, bool or null)")
+        return problem is not None
 
     def outcome(self) -> Solution | SolveError:
         rec = self.rec
