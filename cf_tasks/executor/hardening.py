@@ -386,7 +386,8 @@ class JobLandlock:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:
                 continue
-            self.rules.append((fd, allowed if os.path.isdir(path) else allowed & LL_FILE_RIGHTS))
+            allowed = allowed if os.path.isdir(path) else allowed & LL_FILE_RIGHTS
+            self.rules.append(_PathBeneath(allowed & self.fs, fd))
         extra = ["TCP bind/connect denied"] if self.abi >= 4 else []
         if self.abi >= 6:
             extra.append("signals and abstract sockets scoped to the job")
@@ -401,8 +402,7 @@ class JobLandlock:
         if ruleset < 0:
             check(-1, "landlock_create_ruleset")
         scratch_fd = os.open(scratch, os.O_PATH | os.O_CLOEXEC)
-        for fd, allowed in self.rules + [(scratch_fd, self.fs)]:
-            rule = _PathBeneath(allowed & self.fs, fd)
+        for rule in self.rules + [_PathBeneath(self.fs, scratch_fd)]:
             check(libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, 1, ctypes.byref(rule), 0), "landlock_add_rule")
         check(libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
         os.close(ruleset)

@@ -62,11 +62,14 @@ def _load(name):
     return module
 
 
+def _clamped(limit, value):
+    """``value``, lowered to the hard limit (an unprivileged process cannot raise it)."""
+    hard = resource.getrlimit(limit)[1]
+    return value if hard == resource.RLIM_INFINITY else min(value, hard)
+
+
 def _set(limit, value):
-    soft, hard = resource.getrlimit(limit)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(limit, (value, value))
+    resource.setrlimit(limit, (_clamped(limit, value),) * 2)
 
 
 def _remove_tree(path):
@@ -143,6 +146,12 @@ class Server:
         if bpf:
             self._bpf_buf = ctypes.create_string_buffer(bpf, len(bpf))
             self.bpf = hd.SockFprog(len(bpf) // 8, ctypes.addressof(self._bpf_buf))
+        # Per job: the same limits, clamped once here to the hard limits the server has
+        self.rlimits = [(r, _clamped(r, v)) for r, v in ((resource.RLIMIT_AS, int(config["memory_bytes"])),
+                                                        (resource.RLIMIT_FSIZE, int(config["fsize_bytes"])),
+                                                        (resource.RLIMIT_CORE, 0))]
+        self.late_rlimits = [(r, _clamped(r, v)) for r, v in ((resource.RLIMIT_NOFILE, int(config["nofile"])),
+                                                             (resource.RLIMIT_NPROC, 0))]
         self.exited = {}
         self.free_slots = list(range(self.parallel))
         self.batch_fd = None
@@ -179,11 +188,12 @@ class Server:
         if self.mode != "namespaces":
             os.mkdir(scratch, 0o700)
         os.setsid()
-        if self.job_uids:
+        if self.job_uids:  # from namespace root to another uid: every capability goes with it
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-        hd.drop_all_capabilities()
+        else:
+            hd.drop_all_capabilities()
         # After the uid change, which clears both: die with the server, and be non-dumpable.
         hd.libc.prctl(hd.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if self.pidfd is not None and select.select([self.pidfd], [], [], 0)[0]:
@@ -191,9 +201,8 @@ class Server:
         hd.libc.prctl(hd.PR_SET_DUMPABLE, 0, 0, 0, 0)
         cpu = min(float(cfg["job_timeout"]), len(calls) * float(cfg["call_timeout"]) + 1.0)
         _set(resource.RLIMIT_CPU, int(cpu) + 2)
-        _set(resource.RLIMIT_AS, int(cfg["memory_bytes"]))
-        _set(resource.RLIMIT_FSIZE, int(cfg["fsize_bytes"]))
-        _set(resource.RLIMIT_CORE, 0)
+        for limit, value in self.rlimits:
+            resource.setrlimit(limit, (value, value))
         os.chdir(scratch)
         if self.landlock.abi >= 1:
             self.landlock.restrict(scratch)
@@ -203,8 +212,8 @@ class Server:
             os.dup2(null, fd)
         os.dup2(wfd, 3)
         os.closerange(4, 1 << 16)
-        _set(resource.RLIMIT_NOFILE, int(cfg["nofile"]))
-        _set(resource.RLIMIT_NPROC, 0)
+        for limit, value in self.late_rlimits:
+            resource.setrlimit(limit, (value, value))
         if self.bpf is not None:
             hd.load_seccomp(self.bpf)
         os.environ["HOME"] = os.environ["TMPDIR"] = scratch
