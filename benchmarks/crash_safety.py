@@ -183,7 +183,11 @@ def _descendants(pid: int) -> list[int]:
         return []
 
 
-def _reap(pids: list[int], grace: float = 10.0) -> int:
+ORPHAN_GRACE_S = 1.0
+"""How long a killed job's processes (executor workers, the sandbox) may outlive it."""
+
+
+def _reap(pids: list[int], grace: float = ORPHAN_GRACE_S) -> int:
     """Wait for the killed job's children to exit by themselves; SIGKILL and count the ones that do not."""
     try:
         import psutil
@@ -221,6 +225,7 @@ class Run:
     killed: bool
     orphans: int = 0
     stderr: str = ""
+    sandbox_dirs: int = 0  # cf-sandbox-* temp folders left behind
 
 
 @dataclass(frozen=True)
@@ -237,8 +242,10 @@ class KillPoint:
 def run_command(target: Target, folder: Path, kill: KillPoint | None = None) -> Run:
     """Run in ``folder``; with ``kill``, SIGKILL the main process (only it, as ``kill -9 PID`` would) there."""
     existing = set(folder.glob(target.progress)) if target.progress else set()
+    tmp = folder.parent / f".{folder.name}.tmpdir"  # the job's TMPDIR: sandbox folders left there are counted
+    tmp.mkdir(exist_ok=True)
     start = time.monotonic()
-    proc = subprocess.Popen(target.command, cwd=folder, env=ENV, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(target.command, cwd=folder, env={**ENV, "TMPDIR": str(tmp)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     progress_times: list[float] = []
     seen: set = set()
@@ -276,8 +283,11 @@ def run_command(target: Target, folder: Path, kill: KillPoint | None = None) -> 
     proc.stderr.close()
     seconds = time.monotonic() - start
     orphans = _reap(children) if killed else 0
+    left = list(tmp.glob("cf-sandbox-*"))
+    for path in left:
+        shutil.rmtree(path, ignore_errors=True)
     return Run(proc.returncode, seconds, progress_times, killed, orphans,
-               b"".join(stderr_chunks).decode("utf-8", "replace")[-3000:])
+               b"".join(stderr_chunks).decode("utf-8", "replace")[-3000:], len(left))
 
 
 def check_folder(target: Target, folder: Path, reference: dict[str, bytes]) -> tuple[list[str], int]:
@@ -320,13 +330,15 @@ class Report:
     partial_files: int = 0
     scratch_left: int = 0
     orphans: int = 0
+    sandbox_dirs: int = 0
     rerun_identical: bool = False
     problems: list[str] = field(default_factory=list)
     reference_seconds: float = 0.0
     seconds: float = 0.0
 
     def ok(self) -> bool:
-        return self.partial_files == 0 and self.orphans == 0 and self.rerun_identical and not self.problems
+        return (self.partial_files == 0 and self.orphans == 0 and self.sandbox_dirs == 0 and self.rerun_identical
+                and not self.problems)
 
 
 def kill_delays(window: float, points: int, seed: int, lo: float = 0.05, hi: float = 0.95) -> list[float]:
@@ -381,6 +393,7 @@ def crash_test(target: Target, root: Path, points: int, seed: int = 0) -> Report
         run = run_command(target, crash_dir, kill=point)
         report.killed += run.killed
         report.orphans += run.orphans
+        report.sandbox_dirs += run.sandbox_dirs
         problems, _ = check_folder(target, crash_dir, reference)
         report.partial_files += len(problems)
         report.problems += [f"kill at {point}: {p}" for p in problems]
@@ -468,12 +481,14 @@ def build_targets(names: list[str], root: Path, generate_n: int, solve_n: int = 
 
 def print_table(reports: list[Report]) -> None:
     header = f"{'target':36s} {'kill points':>11s} {'killed':>6s} {'partial files':>13s} {'temp left':>9s} " \
-             f"{'orphans':>7s} {'rerun identical':>15s} {'seconds':>8s}"
+             f"{'orphans':>7s} {'sandbox dirs':>12s} {'rerun identical':>15s} {'seconds':>8s}"
     print(header)
     print("-" * len(header))
     for r in reports:
         print(f"{r.target:36s} {len(r.kill_points):11d} {r.killed:6d} {r.partial_files:13d} {r.scratch_left:9d} "
-              f"{r.orphans:7d} {str(r.rerun_identical):>15s} {r.seconds:8.1f}")
+              f"{r.orphans:7d} {r.sandbox_dirs:12d} {str(r.rerun_identical):>15s} {r.seconds:8.1f}")
+    print(f"orphans: processes of a killed job alive {ORPHAN_GRACE_S:g}s after the kill; sandbox dirs: its "
+          "cf-sandbox-* temp folders left")
 
 
 def main(argv: list[str] | None = None) -> int:

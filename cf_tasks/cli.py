@@ -77,15 +77,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from cf_tasks.jsonl import write_jsonl
-    from cf_tasks.solve import solve_file_records
+    import dataclasses
 
-    items = solve_file_records(args.input)
-    for item in items:
-        if args.no_prompt:
-            item.pop("prompt", None)
-    write_jsonl(args.output, items)
-    print(f"solved {len(items)} records -> {args.output}")
+    from cf_tasks.abduction import SolveLimits
+    from cf_tasks.executor import Executor, Limits
+    from cf_tasks.jsonl import atomic_write, dumps
+    from cf_tasks.solve import solve_file
+
+    limits = SolveLimits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SolveLimits)
+                            if getattr(args, f.name, None) is not None})
+    with Executor(untrusted=True, limits=Limits(call_timeout_s=args.call_timeout_s)) as executor, \
+            atomic_write(args.output) as handle:  # streamed to a temp file; renamed only if every record solved
+
+        def write(item: dict) -> None:
+            if args.no_prompt:
+                item.pop("prompt", None)
+            handle.write(dumps(item) + "\n")
+
+        count = solve_file(args.input, write, executor=executor, limits=limits)
+    print(f"solved {count} records -> {args.output}")
     return 0
 
 
@@ -201,6 +211,19 @@ def _add_export_parser(sub) -> None:
     exp.set_defaults(func=cmd_export)
 
 
+def _add_solve_budgets(parser: argparse.ArgumentParser) -> None:
+    """One flag per SolveLimits budget (``--record-timeout-s``, ...), help and default from the field."""
+    import dataclasses
+
+    from cf_tasks.abduction import SolveLimits
+
+    parser.add_argument("--call-timeout-s", type=float, default=1.0, help="CPU seconds one call may use (default 1)")
+    for f in dataclasses.fields(SolveLimits):
+        kind = float if f.type in ("float", float) else int
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                            help=f"{f.metadata['help']} (default {f.default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cf_tasks.tiny_model import TinyModelConfig
 
@@ -226,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("input", help="program-record JSONL file")
     solve.add_argument("-o", "--output", required=True, help="output JSONL file")
     solve.add_argument("--no-prompt", action="store_true", help="do not add the rendered prompt")
+    _add_solve_budgets(solve)
     solve.set_defaults(func=cmd_solve)
 
     fams = sub.add_parser("families", help="list installed problem families (plugins included)")

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from itertools import product
 from typing import Any, Sequence
 
+from cf_tasks.executor.provenance import generated_source
 from cf_tasks.executor.types import Job
 from cf_tasks.families.types import PIPELINE_DEFAULTS, GenerationError, GenerationResult, Program
 from cf_tasks.prompts import PROMPT_VERSION, build_prompt
@@ -246,7 +247,7 @@ def run_tables(cands: list[Candidate], executor, programs_per_job: int,
     This is the only place generation builds jobs and calls the executor.
     """
     if programs_per_job <= 1:
-        jobs = [Job(source=_module([c], max_midrun_abs), entry_point="_cf_run",
+        jobs = [Job(source=generated_source(_module([c], max_midrun_abs)), entry_point="_cf_run",
                     calls=tuple({**row, **dict(zip(c.program.latents, a))} for row in c.rows for a in c.assignments))
                 for c in cands]
         tables: list[list[list] | None] = []
@@ -263,7 +264,8 @@ def run_tables(cands: list[Candidate], executor, programs_per_job: int,
         group = cands[start:start + programs_per_job]
         calls = tuple({"k": k, "names": list(c.program.latents), "domains": [list(d) for d in c.program.latents.values()],
                        "rows": c.rows} for k, c in enumerate(group))
-        jobs.append(Job(source=_module(group, max_midrun_abs), entry_point="_cf_table", calls=calls))
+        jobs.append(Job(source=generated_source(_module(group, max_midrun_abs)), entry_point="_cf_table",
+                        calls=calls))
     tables = []
     for results in executor.run(jobs):
         for res in results:

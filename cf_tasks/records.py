@@ -17,21 +17,34 @@ Schema (JSON object, one per line)::
     variant       "counterfactual" | "interventional"
     latent_values {name: v}       interventional only: the revealed latents
     answer        [v, ...]        optional; sorted set of outputs (filled by ``solve``)
+
+``cf-tasks solve`` adds ``prior_answer``, ``n_consistent``, ``n_assignments`` and, when the
+program raised at the observed inputs for some assignments (which therefore cannot have
+produced the observation and are excluded), ``n_raised``.
+
+Outputs and answers are *answer values*: JSON scalars (int with ``|v| <= MAX_ANSWER_INT``,
+finite float, str, bool, null). A program returning anything else (a list, a huge int) makes
+its record an error; see :func:`answer_value_problem`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 VARIANTS = ("counterfactual", "interventional")
 MAX_DOMAIN_SIZE = 100_000  # product of latent domain sizes; keeps abduction bounded
+MAX_ANSWER_INT = 2**63 - 1
+"""Largest magnitude of an int answer: what Arrow's int64 (and so ``datasets``) stores exactly."""
+MAX_LINE_BYTES = 8 << 20
+"""Longest record line read; a longer line is an error (the JSON parser's cost bound)."""
 _IDENT_OK = str.isidentifier
 
 
 class RecordError(ValueError):
-    """A malformed program record. ``str()`` names the source, line and field."""
+    """A malformed (or unsolvable) program record. ``str()`` names the source, line and field."""
 
     def __init__(self, message: str, *, source: str = "<record>", line: int | None = None, field: str | None = None):
         self.source, self.line, self.field = source, line, field
@@ -40,12 +53,41 @@ class RecordError(ValueError):
         super().__init__(f"{where}:{what} {message}")
 
 
+class RecordErrors(RecordError):
+    """Every bad record of one file, reported together; ``errors`` holds each one."""
+
+    MAX_SHOWN = 50
+
+    def __init__(self, source: str, errors: list[RecordError]):
+        self.errors = list(errors)
+        first = self.errors[0]
+        shown = "\n".join(f"  {e}" for e in self.errors[:self.MAX_SHOWN])
+        more = len(self.errors) - self.MAX_SHOWN
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        noun = "bad record" if len(self.errors) == 1 else "bad records"
+        ValueError.__init__(self, f"{len(self.errors)} {noun} in {source}:\n{shown}{tail}")
+        self.source, self.line, self.field = first.source, first.line, first.field
+
+
 def _is_scalar(value: Any) -> bool:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return True
     if isinstance(value, int):
         return True
     return isinstance(value, float) and math.isfinite(value)
+
+
+def answer_value_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an answer (``None`` if it can): only JSON scalars with a bounded int."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    if isinstance(value, int):
+        return None if abs(value) <= MAX_ANSWER_INT else f"an int beyond +-(2**63 - 1) ({len(str(abs(value)))} digits)"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"a non-finite float ({value!r})"
+    kind = {list: "a list", dict: "an object"}.get(type(value), f"a {type(value).__name__}")
+    text = repr(value)
+    return f"{kind} ({text if len(text) <= 60 else text[:57] + '...'})"
 
 
 def sort_key(value: Any) -> tuple:
@@ -136,8 +178,9 @@ class ProgramRecord:
         if not isinstance(observed, Mapping) or "inputs" not in observed or "output" not in observed:
             raise fail("observed", 'must be {"inputs": {...}, "output": value}')
         inputs = _parse_assignment(observed["inputs"], "observed.inputs", fail)
-        if not _is_scalar(observed["output"]):
-            raise fail("observed.output", "must be a JSON scalar (number, string, bool or null)")
+        problem = answer_value_problem(observed["output"])
+        if problem:
+            raise fail("observed.output", f"must be a JSON scalar (number, string, bool or null), got {problem}")
         overlap = set(inputs) & set(latents)
         if overlap:
             raise fail("observed.inputs", f"names {sorted(overlap)} are also latents")
@@ -164,7 +207,7 @@ class ProgramRecord:
             raise fail("latent_values", "is only allowed for interventional records")
         answer = obj.get("answer")
         if answer is not None:
-            if not isinstance(answer, list) or not all(_is_scalar(v) for v in answer):
+            if not isinstance(answer, list) or any(answer_value_problem(v) for v in answer):
                 raise fail("answer", "must be a list of JSON scalars")
             answer = canonical_set(answer)
         known = {"id", "program", "entry_point", "latents", "observed", "intervention", "variant",
@@ -223,16 +266,72 @@ def _parse_latents(value: Any, fail) -> dict[str, tuple]:
     return latents
 
 
-def load_records(path) -> list[ProgramRecord]:
-    """Read and validate a program-record JSONL file (errors name file, line and field)."""
-    from cf_tasks.jsonl import iter_jsonl
+def read_record_lines(path) -> Iterator[tuple[int, dict | RecordError]]:
+    """``(line, object)`` per non-blank line, or ``(line, RecordError)`` for a line that is not a
+    JSON object; reading goes on after a bad line, so one pass finds every bad line."""
+    source = str(path)
+    with open(path, "rb") as handle:
+        lineno = 0
+        while True:
+            raw = handle.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of the line
+                    raw = handle.readline(1 << 20)
+                yield lineno, RecordError(f"line is longer than {MAX_LINE_BYTES} bytes", source=source, line=lineno)
+                continue
+            obj = _parse_line(raw, source, lineno)
+            if obj is not None:
+                yield lineno, obj
 
-    records, seen = [], {}
-    for lineno, obj in iter_jsonl(path):
-        rec = ProgramRecord.from_json(obj, source=str(path), line=lineno)
+
+def _parse_line(raw: bytes, source: str, lineno: int) -> dict | RecordError | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RecordError(f"not UTF-8 text ({exc.reason})", source=source, line=lineno)
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RecordError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=lineno)
+    except (ValueError, RecursionError) as exc:  # 4300-digit ints, nesting too deep
+        return RecordError(f"invalid JSON: {type(exc).__name__}: {str(exc)[:200]}", source=source, line=lineno)
+    if not isinstance(obj, dict):
+        return RecordError(f"expected a JSON object, got {type(obj).__name__}", source=source, line=lineno)
+    return obj
+
+
+def iter_records(path) -> Iterator[tuple[int, ProgramRecord | RecordError]]:
+    """Validated records of a JSONL file, streamed: ``(line, record)`` or ``(line, RecordError)``
+    for each bad line (malformed JSON, a field error, a duplicate id); never stops early."""
+    seen: dict[str, int] = {}
+    for lineno, obj in read_record_lines(path):
+        if isinstance(obj, RecordError):
+            yield lineno, obj
+            continue
+        try:
+            rec = ProgramRecord.from_json(obj, source=str(path), line=lineno)
+        except RecordError as exc:
+            yield lineno, exc
+            continue
         if rec.id in seen:
-            raise RecordError(f"duplicate id {rec.id!r} (first on line {seen[rec.id]})",
-                              source=str(path), line=lineno, field="id")
+            yield lineno, RecordError(f"duplicate id {rec.id!r} (first on line {seen[rec.id]})",
+                                      source=str(path), line=lineno, field="id")
+            continue
         seen[rec.id] = lineno
-        records.append(rec)
+        yield lineno, rec
+
+
+def load_records(path) -> list[ProgramRecord]:
+    """Read and validate a program-record JSONL file; every bad line is reported in one
+    :class:`RecordErrors` (each error names file, line and field)."""
+    records, errors = [], []
+    for _, rec in iter_records(path):
+        (errors if isinstance(rec, RecordError) else records).append(rec)
+    if errors:
+        raise RecordErrors(str(path), errors)
     return records

@@ -48,18 +48,18 @@ def solve_code_docs(docs: Sequence[Mapping[str, Any]], solver: str, executor=Non
     if solver == "cf_echo":
         return [[record.observed_output] for record in records]
     from cf_tasks.abduction import solve_records
-    from cf_tasks.executor import shared_executor
 
-    solutions = solve_records(records, executor or shared_executor(),
-                              ignore_observation=solver == "cf_no_abduction")
+    # A document's program is untrusted whoever generated it: a plain-str program always runs in the
+    # isolated tier (the executor routes by provenance; see cf_tasks.executor.provenance).
+    solutions = solve_records(records, executor, ignore_observation=solver == "cf_no_abduction")
     if solver != "cf_one_latent":
         return [list(solution.answer) for solution in solutions]
     out = []
     for record, solution in zip(records, solutions):
-        if record.variant == "interventional" or not solution.consistent_outputs:
+        if record.variant == "interventional" or solution.n_consistent == 0:
             out.append(list(solution.answer))  # latents revealed: the one consistent value is given
         else:
-            out.append([solution.consistent_outputs[0]])
+            out.append([solution.one_latent_output])
     return out
 
 

@@ -7,6 +7,9 @@ defeat from inside (a C loop, a swallowed timeout, ``os._exit``) are backed from
 the parent kills a worker that makes no progress for ``job_timeout_s``, respawns it, gives
 the job that was running (read from a shared progress word) the failure's status and re-runs
 the unfinished rest; when the culprit is unknown it re-runs jobs one at a time to isolate it.
+
+Only programs generated in this process run here (:mod:`cf_tasks.executor.provenance`):
+:meth:`TrustedPool.run` refuses a job whose source is a plain ``str``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .framing import FrameError, FrameReader, encode, write_all
+from .provenance import is_generated
 from .types import CallResult, Job, Limits
 
 logger = logging.getLogger(__name__)
@@ -102,6 +106,13 @@ def not_json(jobs: Sequence[Job], exc: Exception) -> ValueError:
     return ValueError(f"jobs are not JSON-serialisable: {exc}")
 
 
+def job_wall_limit(job: Job, limits: Limits) -> float:
+    """Wall-clock seconds a job may run: ``Limits.job_timeout_s``, or less if the job asks."""
+    if job.timeout_s is None:
+        return limits.job_timeout_s
+    return max(0.0, min(float(job.timeout_s), limits.job_timeout_s))
+
+
 class BatchFailed(Exception):
     """A worker died or stalled; ``done`` holds the results received before that."""
 
@@ -128,6 +139,7 @@ class WorkerProcess:
             "call_timeout": limits.call_timeout_s,
             "output_bytes": limits.output_bytes,
             "paths": site_paths(),
+            "parent_pid": os.getpid(),
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", str(WORKER_SCRIPT), json.dumps(config)],
@@ -163,9 +175,8 @@ class WorkerProcess:
         except OSError as exc:
             self.kill()
             raise BatchFailed(done, "crash", f"worker died ({exc})", None) from None
-        stall = self.limits.job_timeout_s + 0.5
-        deadline = time.monotonic() + stall
         for job in jobs:
+            deadline = time.monotonic() + job_wall_limit(job, self.limits) + 0.5
             try:
                 frame = self.reader.read(deadline)
             except FrameError as exc:
@@ -176,7 +187,6 @@ class WorkerProcess:
                 culprit = running - 1 if len(done) < running <= len(jobs) else None
                 raise BatchFailed(done, *self._verdict(exc), culprit) from None
             done.append(decode_job_reply(frame, len(job.calls)))
-            deadline = time.monotonic() + stall
         return done
 
     def _verdict(self, exc: FrameError) -> tuple[str, str]:
@@ -280,6 +290,10 @@ class TrustedPool:
     def run(self, jobs: Sequence[Job]) -> list[list[CallResult]]:
         if self._closed:
             raise RuntimeError("executor is closed")
+        for i, job in enumerate(jobs):
+            if not is_generated(job.source):
+                raise TypeError(f"jobs[{i}]: the trusted pool runs only programs generated in this process "
+                                "(GeneratedSource); route other programs through Executor, which isolates them")
         if not jobs:
             return []
         ranges = self._chunks(jobs)

@@ -1,9 +1,10 @@
-"""Untrusted tier, parent side: talks to the zygote (``zygote.py``) and computes verdicts.
+"""Isolated tier, parent side: talks to the zygote (``zygote.py``) and computes verdicts.
 
-Programs from user files run one job per forked, isolated child (see ``zygote.py`` for the
-isolation layers). The zygote only relays each child's raw reply and exit status; every
-status is decided here, from data the child never saw: a reply counts only when the child
-exited 0 and the reply is exactly one well-formed ``[status, value]`` pair per call.
+Every program that was not generated in this process runs here, one job per isolated child
+(see ``zygote.py`` and ``hardening.py`` for the layers). The zygote only relays each child's
+raw reply, exit status and wall time; every status is decided here, from data the child never
+saw: a reply counts only when the child exited 0 and the reply is exactly one well-formed
+``[status, value]`` pair per call.
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .framing import FrameError, FrameReader, encode, write_all
-from .pool import decode_job_reply, not_json, site_paths, worker_env
-from .types import CallResult, Job, Limits
+from .pool import decode_job_reply, job_wall_limit, not_json, site_paths
+from .types import CallResult, Job, JobResult, Limits
 
 logger = logging.getLogger(__name__)
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
-HARDENING_KEYS = ("user_namespace", "network_namespace", "pid_namespace", "filesystem", "uid",
-                  "capabilities", "no_new_privs", "landlock", "seccomp", "nproc")
+ZYGOTE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+"""The zygote's whole environment: fixed, nothing inherited (its memory never holds the caller's)."""
 _warned: set[str] = set()
 
 
@@ -52,13 +54,17 @@ def read_only_binds() -> list[str]:
 class SandboxPool:
     """One zygote whose server runs up to ``workers`` isolated children at a time."""
 
-    def __init__(self, workers: int, limits: Limits, harden: bool = True, scratch_mb: int = 64,
-                 fsize_bytes: int = 1 << 20, nofile: int = 32) -> None:
+    def __init__(self, workers: int, limits: Limits, harden: bool = True, scratch_mb: int = 16,
+                 fsize_bytes: int = 1 << 20, nofile: int = 32, seccomp: bool = True) -> None:
+        """``harden=False`` / ``seccomp=False`` switch layers off, so that tests can check that the
+        remaining layers still contain what they claim to."""
         self.limits = limits
         self._lock = threading.Lock()
         self._closed = False
+        # Host temp folder: scratch for jobs only without namespaces; its path also names our
+        # processes (it is in the zygote's command line). The zygote removes it when it exits,
+        # even after a SIGKILL of this process; this finalizer covers a zygote that never started.
         self._scratch = tempfile.mkdtemp(prefix="cf-sandbox-")
-        # Removed even when close() is never called (at garbage collection or exit).
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._scratch, True)
         self._config = {
             "memory_bytes": limits.memory_mb << 20,
@@ -73,6 +79,7 @@ class SandboxPool:
             "binds": read_only_binds(),
             "paths": site_paths(),
             "harden": harden,
+            "seccomp": seccomp,
         }
         self._proc: subprocess.Popen | None = None
         self._reader: FrameReader | None = None
@@ -81,16 +88,19 @@ class SandboxPool:
 
     # --- zygote lifecycle -----------------------------------------------------------------
     def _start(self) -> None:
+        config = json.dumps({**self._config, "parent_pid": os.getpid()})
         with tempfile.TemporaryFile() as errors:  # start-up diagnostics only
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), json.dumps(self._config)],
+                [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), config],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-                env=worker_env(), close_fds=True, start_new_session=True, bufsize=0, cwd="/",
+                env=ZYGOTE_ENV, close_fds=True, start_new_session=True, bufsize=0, cwd="/",
             )
             self._reader = FrameReader(self._proc.stdout.fileno(), max_frame=self.limits.output_bytes + (1 << 16))
             try:
                 hello = json.loads(self._reader.read(time.monotonic() + 30.0))
-            except (FrameError, ValueError) as exc:
+                if not hello.get("ready"):
+                    raise ValueError(hello.get("error") or "no greeting")
+            except (FrameError, ValueError, AttributeError) as exc:
                 self._kill()
                 errors.seek(0)
                 tail = errors.read()[-2000:].decode("utf-8", "replace")
@@ -107,7 +117,7 @@ class SandboxPool:
         if key not in _warned:
             _warned.add(key)
             text = "; ".join(f"{k}: {v}" for k, v in sorted(missing.items()))
-            warnings.warn(f"untrusted executor runs with reduced isolation: {text}", RuntimeWarning, stacklevel=4)
+            warnings.warn(f"untrusted executor runs with reduced isolation: {text}", RuntimeWarning, stacklevel=5)
             logger.warning("untrusted executor isolation gaps: %s", text)
 
     def _kill(self) -> None:
@@ -116,7 +126,7 @@ class SandboxPool:
             return
         if proc.returncode is None:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the zygote and its PID-1 server
+                os.killpg(proc.pid, signal.SIGKILL)  # the supervisor; server and jobs die with it
             except (ProcessLookupError, PermissionError):
                 pass
         proc.wait()
@@ -128,16 +138,21 @@ class SandboxPool:
 
     def isolation_report(self) -> dict[str, Any]:
         report: dict[str, Any] = {
-            "tier": "untrusted",
-            "process": "one forked child per job from a lean pre-started zygote (python -I -S)",
-            "session_and_group": "enforced (setsid; the whole group is SIGKILLed on the wall-clock deadline)",
+            "tier": "isolated",
+            "process": "one child per job, cloned from a lean pre-started fork server (python -I -S zygote.py)",
+            "environment": ("enforced (the zygote starts with a fixed environment of %d variables; nothing of the "
+                            "caller's environment or memory is in it)" % len(ZYGOTE_ENV)),
+            "parent_death": ("enforced (the zygote watches the caller through a pidfd, the server watches its "
+                             "request pipe; server and jobs have PR_SET_PDEATHSIG=SIGKILL; the temp folder is "
+                             "removed)"),
+            "session_and_group": "enforced (setsid per job; the server SIGKILLs it on the wall-clock deadline)",
+            "call_cpu": ("enforced (per call: an in-process CPU timer, and the server reads the job's CPU clock "
+                         "from outside and kills a call past %gs)" % (self.limits.call_timeout_s * 1.25 + 0.1)),
             "rlimits": (f"enforced (CPU <= calls x {self.limits.call_timeout_s:g}s + 1s, "
                         f"AS {self.limits.memory_mb} MiB, FSIZE {self._config['fsize_bytes']} B, "
                         f"NOFILE {self._config['nofile']}, CORE 0)"),
-            "scratch_dir": "enforced (empty private folder per job, emptied afterwards, unlistable by other jobs)",
-            "environment": "enforced (scrubbed: PATH, HOME, LANG, TMPDIR, thread counts only)",
             "fds": "enforced (stdin/stdout/stderr on the null device; only the result pipe open)",
-            "ptrace_between_jobs": "enforced (children are non-dumpable)",
+            "ptrace_between_jobs": "enforced (jobs are non-dumpable; ptrace and process_vm_* kill the job)",
             "output_bytes": self.limits.output_bytes,
             "result_channel": "JSON only; verdicts computed by the caller's process",
         }
@@ -148,6 +163,9 @@ class SandboxPool:
 
     # --- running ----------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[list[CallResult]]:
+        return [r.calls for r in self.run_jobs(jobs)]
+
+    def run_jobs(self, jobs: Sequence[Job]) -> list[JobResult]:
         if not jobs:
             return []
         with self._lock:
@@ -155,10 +173,10 @@ class SandboxPool:
                 raise RuntimeError("executor is closed")
             return self._run_locked(jobs)
 
-    def _run_locked(self, jobs: Sequence[Job]) -> list[list[CallResult]]:
-        out: list[list[CallResult] | None] = [None] * len(jobs)
+    def _run_locked(self, jobs: Sequence[Job]) -> list[JobResult]:
+        out: list[JobResult | None] = [None] * len(jobs)
         try:
-            request = json.dumps({"jobs": [[j.source, j.entry_point, list(j.calls)] for j in jobs]},
+            request = json.dumps({"jobs": [[j.source, j.entry_point, list(j.calls), j.timeout_s] for j in jobs]},
                                  separators=(",", ":"), allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise not_json(jobs, exc) from None
@@ -176,7 +194,7 @@ class SandboxPool:
                 i = int(meta["i"])
                 if not 0 <= i < len(jobs) or out[i] is not None:
                     raise ValueError(f"bad job index {i}")
-                out[i] = verdict(jobs[i], meta, payload, self.limits)
+                out[i] = JobResult(verdict(jobs[i], meta, payload, self.limits), float(meta["wall"]))
                 pending -= 1
                 deadline = time.monotonic() + stall
         except (OSError, FrameError, ValueError, KeyError, TypeError) as exc:
@@ -185,7 +203,7 @@ class SandboxPool:
             self._proc = None
             for i, res in enumerate(out):
                 if res is None:
-                    out[i] = [CallResult("crash", None, f"sandbox failed: {exc}")] * len(jobs[i].calls)
+                    out[i] = JobResult([CallResult("crash", None, f"sandbox failed: {exc}")] * len(jobs[i].calls))
         return out  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -195,7 +213,7 @@ class SandboxPool:
             self._closed = True
             if self._proc is not None:
                 try:
-                    self._proc.stdin.close()  # EOF: the server exits, its namespace dies with it
+                    self._proc.stdin.close()  # EOF: the server exits, its jobs die with it
                     self._proc.wait(1.0)
                 except (OSError, subprocess.TimeoutExpired):
                     pass
@@ -212,7 +230,9 @@ def verdict(job: Job, meta: dict, payload: bytes, limits: Limits) -> list[CallRe
         return [CallResult(status, None, why)] * n
 
     if reason == "deadline":
-        return all_("timeout", f"job exceeded the {limits.job_timeout_s:g}s wall-clock limit; process group killed")
+        return all_("timeout", f"job exceeded its {job_wall_limit(job, limits):g}s wall-clock limit; killed")
+    if reason == "cpu":
+        return all_("timeout", f"a call exceeded its {limits.call_timeout_s:g}s of CPU time (stopped from outside)")
     if reason == "oversize":
         return all_("limit", "reply exceeds the output limit; process group killed")
     if code == -signal.SIGXCPU or code == -signal.SIGKILL and not payload:

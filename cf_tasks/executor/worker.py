@@ -19,11 +19,17 @@ stores ``1 + job index`` in a shared-memory word (a memfd passed as ``progress_f
 a death or stall the parent knows exactly which job was running.
 
 Limits enforced here (the parent adds the wall-clock kill from outside):
-- per-call CPU time with ``setitimer(ITIMER_PROF)`` (raises inside Python code), backed by a
-  moving ``RLIMIT_CPU`` soft limit so that a C-level loop (``sum(range(10**12))``) that never
-  returns to the interpreter is killed by the kernel with SIGXCPU a second or two later;
+- per-call CPU time with ``setitimer(ITIMER_PROF)`` (raises inside Python code; the handler is
+  re-installed before every call), and a check of the CPU clock after the call, so a program
+  that ignores or replaces SIGPROF and returns late is still a ``timeout``; in the trusted
+  worker a moving ``RLIMIT_CPU`` soft limit kills a C-level loop (``sum(range(10**12))``) that
+  never returns to the interpreter with SIGXCPU a second or two later (the sandbox's server
+  watches each call's CPU clock from outside instead);
 - ``RLIMIT_AS`` (clamped to the hard limit) so allocation bombs raise ``MemoryError``;
 - a per-job budget on the size of the JSON reply.
+
+The worker exits when its parent process dies (a thread waits on a pidfd of the parent), so a
+SIGKILLed caller leaves no worker running a batch.
 """
 
 import builtins
@@ -32,10 +38,13 @@ import math
 import mmap
 import os
 import resource
+import select
 import signal
 import struct
 import sys
 import time
+
+_cpu_time = time.process_time  # bound once: a program rebinding time.process_time cannot fool the check
 
 FLUSH_S = 0.02
 RECURSION_LIMIT = 1000
@@ -118,13 +127,20 @@ def _apply_memory_limit(limit_bytes):
 
 
 class Runner:
-    """Runs jobs; shared by the trusted worker and the untrusted zygote's children."""
+    """Runs jobs; shared by the trusted worker and the untrusted zygote's children.
 
-    def __init__(self, call_timeout, output_bytes):
+    ``progress`` (a one-word memoryview, optional) is bumped before every timed call so that
+    a watcher outside the process can attribute CPU time to the call that is running.
+    ``backstop=False`` skips the moving RLIMIT_CPU (the sandbox watches calls from outside).
+    """
+
+    def __init__(self, call_timeout, output_bytes, backstop=True):
         self.call_timeout = call_timeout
         self.output_bytes = output_bytes
         self.codes = {}
-        self.backstop = _CpuBackstop(call_timeout)
+        self.backstop = _CpuBackstop(call_timeout) if backstop else None
+        self.progress = None
+        self.started = 0
         signal.signal(signal.SIGPROF, _on_sigprof)
 
     def compile(self, source):
@@ -140,7 +156,14 @@ class Runner:
         """Call under the CPU timer; returns (status, value)."""
         global _armed, _expired
         _expired = False
-        self.backstop.arm()
+        self.started += 1
+        if self.progress is not None:
+            self.progress[0] = self.started
+        if self.backstop is not None:
+            self.backstop.arm()
+        signal.signal(signal.SIGPROF, _on_sigprof)  # a program may have replaced it in an earlier call
+        late = "timeout", "call exceeded %gs of CPU time" % self.call_timeout
+        start = _cpu_time()
         try:
             try:
                 _armed = True
@@ -151,19 +174,20 @@ class Runner:
                     _armed = False
                     signal.setitimer(signal.ITIMER_PROF, 0)
             except _CallTimeout:
-                return "timeout", "call exceeded %gs of CPU time" % self.call_timeout
+                return late
             except RecursionError as exc:
                 return "limit", _describe(exc)
             except MemoryError as exc:
                 return "limit", _describe(exc)
             except BaseException as exc:  # SystemExit, KeyboardInterrupt, ...: the program's error
-                if _expired:
-                    return "timeout", "call exceeded %gs of CPU time" % self.call_timeout
+                if _expired or _cpu_time() - start > self.call_timeout:
+                    return late
                 return "error", _describe(exc)
         except _CallTimeout:  # the timer fired inside our own bookkeeping
-            return "timeout", "call exceeded %gs of CPU time" % self.call_timeout
-        if _expired:  # the program swallowed the timeout and returned anyway
-            return "timeout", "call exceeded %gs of CPU time" % self.call_timeout
+            return late
+        # The program swallowed the timeout, or ignored SIGPROF, and returned anyway.
+        if _expired or _cpu_time() - start > self.call_timeout:
+            return late
         return "ok", value
 
     def run_job(self, source, entry_point, calls):
@@ -205,8 +229,27 @@ class Runner:
         return "[" + ",".join(parts) + "]"
 
 
+def exit_with_parent(parent_pid):
+    """Exit at once when ``parent_pid`` dies (a daemon thread waits on its pidfd)."""
+    try:
+        fd = os.pidfd_open(parent_pid)
+    except (AttributeError, OSError):
+        return
+    if os.getppid() != parent_pid:  # died before we got here
+        os._exit(0)
+
+    def watch():
+        select.select([fd], [], [])
+        os._exit(0)
+
+    import threading
+
+    threading.Thread(target=watch, name="cf-parent-watch", daemon=True).start()
+
+
 def main():
     config = json.loads(sys.argv[1])
+    exit_with_parent(int(config["parent_pid"]))
     for path in config.get("paths", ()):
         if path not in sys.path:
             sys.path.append(path)

@@ -1,7 +1,8 @@
 """Reference solvers registered as lm-eval models: ``cf_oracle``, ``cf_one_latent``, ``cf_echo``, ``cf_no_abduction``.
 
 They read the structured item behind each request (``Instance.doc``), never
-its ``answer`` field, and answer through :mod:`cf_tasks.reference`. Their
+its ``answer`` field, and answer through :mod:`cf_tasks.reference` (a document's program is never
+trusted: it runs in the isolated executor tier). Their
 scores bound the benchmark: the oracle must reach 1.0 everywhere; the
 no-abduction solver shows how much a task requires abduction (the
 counterfactual drop); ``cf_echo`` (answer the observation) and

@@ -10,10 +10,15 @@ import threading
 import psutil
 import pytest
 
-from cf_tasks.executor import Executor, Job, Limits, shared_executor
+from cf_tasks.executor import Executor, Limits, generated_source, shared_executor
+from cf_tasks.executor import Job as _Job
 from cf_tasks.executor.pool import TrustedPool
 
 PID_SRC = "import os\ndef f():\n    return os.getpid()\n"
+
+
+def Job(source, entry_point, calls):  # noqa: N802 - generated jobs run in the trusted pool
+    return _Job(generated_source(source), entry_point, tuple(calls))
 
 
 def descendants() -> set[int]:
@@ -84,7 +89,7 @@ def test_import_registers_nothing_and_exit_closes_the_shared_pool():
         "atexit.register = lambda f, *a, **k: (seen.append(f.__module__), register(f, *a, **k))[1]\n"
         "import cf_tasks.executor as e\n"
         "assert not [m for m in seen if m.startswith('cf_tasks')], seen\n"
-        "e.shared_executor().run([e.Job('def f():\\n    return 1\\n', 'f', ({},))])\n"
+        "e.shared_executor().run([e.Job(e.generated_source('def f():\\n    return 1\\n'), 'f', ({},))])\n"
         "e.shared_executor()\n"
         "assert [m for m in seen if m.startswith('cf_tasks')] == ['cf_tasks.executor.executor'], seen\n"
         "print(' '.join(str(p.pid) for p in psutil.Process().children()))\n"
@@ -116,4 +121,4 @@ def test_executor_refuses_to_run_in_a_forked_child():
 def test_isolation_report_of_the_trusted_tier():
     with Executor(workers=1, limits=Limits(memory_mb=256)) as ex:
         report = ex.isolation_report()
-    assert report["tier"] == "trusted" and report["memory_mb"] == 256
+    assert report["trusted"]["memory_mb"] == 256 and "GeneratedSource" in report["trusted"]["accepts"]

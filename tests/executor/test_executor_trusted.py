@@ -1,4 +1,8 @@
-"""Trusted pool: values, order, errors and every limit, with the pool still usable afterwards."""
+"""Trusted pool: values, order, errors and every limit, with the pool still usable afterwards.
+
+Only generated programs run in the trusted pool, so every job here is built through
+``generated_source`` (as the generation pipeline does).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,14 @@ import time
 
 import pytest
 
-from cf_tasks.executor import CallResult, Executor, Job, Limits
+from cf_tasks.executor import CallResult, Executor, Limits
+from cf_tasks.executor import Job as _Job
+from cf_tasks.executor import generated_source
+
+
+def Job(source, entry_point, calls):  # noqa: N802 - a generated job, spelled like the real one
+    return _Job(generated_source(source), entry_point, tuple(calls))
+
 
 LIMITS = Limits(call_timeout_s=0.25, job_timeout_s=1.5, memory_mb=512, output_bytes=20_000)
 

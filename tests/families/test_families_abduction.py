@@ -60,9 +60,9 @@ def test_fig4_modulo_gives_several_answers():
 def test_interventional_uses_the_given_latents():
     rec = {"id": "iv", "program": FIG1, "entry_point": "f", "latents": {"r": {"low": 0, "high": 9}},
            "observed": {"inputs": {"x": 1}, "output": -1}, "intervention": {"x": 3},
-           "variant": "interventional", "latent_values": {"r": 1}}
-    assert solve_doc(rec).answer == [4]
-    assert solve_doc(rec, ignore_observation=True).answer == [4]
+           "variant": "interventional", "latent_values": {"r": 5}}  # r=5 reproduces the observation
+    assert solve_doc(rec).answer == [-3]
+    assert solve_doc(rec, ignore_observation=True).answer == [-3]
 
 
 def test_multi_latent_and_errors_are_excluded_and_counted():

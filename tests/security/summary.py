@@ -1,7 +1,7 @@
 """Run the security suites and the crash sweep; write the counts table into docs/security.md.
 
-Every number in the table comes from this run: pytest's JUnit XML for the four
-suites in ``tests/security/`` (slow tests included) and the JSON of
+Every number in the table comes from this run: pytest's JUnit XML for the suites in
+``tests/security/`` (slow tests included) and the JSON of
 ``benchmarks/crash_safety.py``. Nothing is typed in by hand.
 
 Run: ``python tests/security/summary.py [--points 8] [--write docs/security.md]``
@@ -30,6 +30,15 @@ SUITES = {
     "test_malformed_inputs": "malformed inputs",
     "test_crash_safety": "crash safety",
 }
+# Sandbox v2 suites (issue 13): one row each, counted the same way.
+SANDBOX_SUITES = [
+    ("test_provenance_routes", "Document programs never reach the trusted pool (every route)"),
+    ("test_job_isolation", "Jobs cannot reach each other (signals by every route, scratch)"),
+    ("test_memory_scrub", "Caller's environment and memory never reach a job"),
+    ("test_budgets_and_death", "Named budgets hold; the sandbox dies with its caller"),
+    ("test_record_failures", "Failed assignments and odd return values fail their record"),
+    ("test_isolation_claims", "Every enforced claim of isolation_report() checked"),
+]
 
 
 def run_pytest(junit: Path, slow: bool) -> int:
@@ -88,7 +97,8 @@ def render(per: dict[str, Counter], sweep: list[dict], sweep_table: str, suite_p
     ours = [r for r in sweep if "baseline" not in r["target"]]
     baseline = [r for r in sweep if "baseline" in r["target"]]
     sweep_points = sum(len(r["kill_points"]) for r in ours)
-    sweep_fail = sum(r["partial_files"] + r["orphans"] + (not r["rerun_identical"]) for r in ours)
+    sweep_fail = sum(r["partial_files"] + r["orphans"] + r.get("sandbox_dirs", 0) + (not r["rerun_identical"])
+                     for r in ours)
     crash_targets = c("test_crash_safety", "kill targets passed")
     rows = [
         ("Evil programs (untrusted executor tier)", "`tests/security/test_evil_programs.py`",
@@ -104,13 +114,19 @@ def render(per: dict[str, Counter], sweep: list[dict], sweep_table: str, suite_p
          f"{c('test_malformed_inputs', 'passed')} passed, {c('test_malformed_inputs', 'xfailed')} expected "
          "failures",
          failures("test_malformed_inputs")),
+        *[(title, f"`tests/security/{module}.py`",
+           f"{sum(c(module, k) for k in ('passed', 'failed', 'error', 'skipped'))} tests",
+           f"{c(module, 'passed')} passed" + (f", {c(module, 'skipped')} skipped (layer missing here)"
+                                              if c(module, 'skipped') else ""), failures(module))
+          for module, title in SANDBOX_SUITES],
         ("SIGKILL kill points (test suite)", "`tests/security/test_crash_safety.py`",
          f"{suite_points * max(crash_targets, 0)} ({crash_targets} targets x {suite_points})",
          "no partial file, reruns byte-identical", failures("test_crash_safety")),
         ("SIGKILL kill points (sweep)", "`benchmarks/crash_safety.py`", f"{sweep_points} ({len(ours)} targets)",
          f"{sum(r['killed'] for r in ours)} landed; partial files "
-         f"{sum(r['partial_files'] for r in ours)}; reruns identical {sum(r['rerun_identical'] for r in ours)}"
-         f"/{len(ours)}", sweep_fail),
+         f"{sum(r['partial_files'] for r in ours)}; orphans after 1 s {sum(r['orphans'] for r in ours)}; "
+         f"sandbox dirs left {sum(r.get('sandbox_dirs', 0) for r in ours)}; reruns identical "
+         f"{sum(r['rerun_identical'] for r in ours)}/{len(ours)}", sweep_fail),
     ]
     lines = [
         BEGIN,

@@ -34,7 +34,8 @@ def _assert_safe(report) -> None:
     # A kill point may miss when a run is faster than the reference; the sweep reports how many landed.
     assert report.killed >= 1, f"no kill point landed inside the run\n{detail}"
     assert report.partial_files == 0, detail
-    assert report.orphans == 0, "processes of the killed job outlived it"
+    assert report.orphans == 0, "processes of the killed job outlived it by more than a second"
+    assert report.sandbox_dirs == 0, "the killed job left cf-sandbox-* temp folders behind"
     assert report.rerun_identical, detail
     assert report.ok(), detail
 

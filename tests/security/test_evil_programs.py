@@ -50,7 +50,7 @@ def sandbox_processes(ex: Executor) -> list[psutil.Process]:
     Job children are forks of the zygote, so they carry its command line, which names this
     executor's private scratch folder: the match finds escaped processes too.
     """
-    tag = ex._backend._scratch
+    tag = ex._isolated._scratch
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
@@ -229,7 +229,7 @@ def test_environment_is_scrubbed(sandbox, monkeypatch):
     [res] = run1(sandbox, src)
     assert res.ok
     names = {k for k, _ in res.value}
-    assert names <= {"PATH", "HOME", "LANG", "TMPDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+    assert names <= {"PATH", "HOME", "LANG", "TMPDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"}
     assert SECRET not in repr(res.value)
 
 
@@ -364,7 +364,7 @@ def test_tampering_with_the_runner_only_changes_its_own_reply(sandbox):
 def test_close_leaves_nothing(tmp_path):
     ex = Executor(workers=1, limits=LIMITS, untrusted=True)
     ex.run([Job("def f():\n    while True:\n        pass\n", "f", ({},))])
-    scratch = ex._backend._scratch
+    scratch = ex._isolated._scratch
     procs = sandbox_processes(ex)
     assert procs
     ex.close()
