@@ -13,7 +13,14 @@ lm-eval reads them itself, this hook feeds them in:
 
 Both patches are no-ops once lm-eval handles the groups (a
 ``discover_plugin_task_paths`` function in the manager; a name already in the
-registry). The hook is installed from a ``.pth`` file at interpreter start, so
+registry). Two more keep results honest:
+
+* lm-eval merges ``--model_args`` into every task's metadata, so a model's
+  ``seed=0`` would reach our loaders as the task's seed. ``EvaluatorConfig`` (the
+  CLI) and ``simple_evaluate`` are wrapped to record which keys came from the
+  model arguments (:data:`MODEL_ARGS_KEY`); ``cf_tasks.lmeval.metadata`` drops them.
+* a plugin model without ``pretrained=``-style arguments got a random output
+  folder name; it now gets its registry name (``runs/oracle/cf_oracle/``). The hook is installed from a ``.pth`` file at interpreter start, so
 it must be cheap and must never raise: :func:`install` only puts a finder on
 ``sys.meta_path``; everything else happens when lm-eval is imported.
 """
@@ -24,8 +31,9 @@ import sys
 
 TASKS_GROUP = "lm_eval.tasks"
 MODELS_GROUP = "lm_eval.models"
-_WATCHED = ("lm_eval.tasks.manager", "lm_eval.models")
 _PATCHED_FLAG = "__executable_cf_patched__"
+MODEL_ARGS_KEY = "executable_cf_model_args"
+"""Task-metadata key listing the keys lm-eval merged in from ``--model_args`` (read by ``cf_tasks.lmeval.metadata``)."""
 
 
 def plugin_task_paths() -> list[str]:
@@ -96,7 +104,98 @@ def register_plugin_models(module=None) -> None:
             model_registry.register(ep.name, target=ep.value.replace(" ", ""))
 
 
-_PATCHES = {"lm_eval.tasks.manager": patch_task_manager, "lm_eval.models": register_plugin_models}
+def _model_arg_keys(model_args, metadata) -> list[str]:
+    """Keys of ``model_args`` (a dict or lm-eval's ``k=v,...`` string) that ``metadata`` does not override."""
+    if isinstance(model_args, str):
+        from lm_eval.utils import simple_parse_args_string
+
+        model_args = simple_parse_args_string(model_args)
+    if not isinstance(model_args, dict):
+        return []
+    return sorted(set(model_args) - set(metadata or {}))
+
+
+def _wrap(owner, name: str, make):
+    original = getattr(owner, name, None)
+    if original is None or getattr(original, _PATCHED_FLAG, False):
+        return
+    wrapper = make(original)
+    setattr(wrapper, _PATCHED_FLAG, True)
+    setattr(owner, name, wrapper)
+
+
+def patch_evaluator_config(module) -> None:
+    """The CLI merges ``--model_args`` into task metadata: record which keys came from there."""
+    import functools
+
+    def make(original):
+        @functools.wraps(original)
+        def _process_arguments(self, *args, **kwargs):
+            keys = _model_arg_keys(self.model_args, self.metadata)
+            out = original(self, *args, **kwargs)
+            if keys and isinstance(self.metadata, dict):
+                self.metadata[MODEL_ARGS_KEY] = keys
+            return out
+        return _process_arguments
+
+    _wrap(getattr(module, "EvaluatorConfig", None), "_process_arguments", make)
+
+
+def patch_simple_evaluate(module) -> None:
+    """``simple_evaluate(model_args=...)`` merges them into task metadata too: record which keys."""
+    import functools
+    import inspect
+
+    def make(original):
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def simple_evaluate(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            if bound.arguments.get("task_manager") is None:
+                metadata = bound.arguments.get("metadata")
+                keys = _model_arg_keys(bound.arguments.get("model_args"), metadata)
+                if keys:
+                    bound.arguments["metadata"] = {**(metadata or {}), MODEL_ARGS_KEY: keys}
+            return original(*bound.args, **bound.kwargs)
+        return simple_evaluate
+
+    _wrap(module, "simple_evaluate", make)
+
+
+def patch_tracker_model_name(module) -> None:
+    """Output folders of plugin models get the model's name (``runs/x/cf_oracle/``), not a random id."""
+    import functools
+
+    tracker = getattr(module, "GeneralConfigTracker", None)
+
+    def make(original):
+        @functools.wraps(original)
+        def log_experiment_args(self, model_source, model_args, *args, **kwargs):
+            out = original(self, model_source, model_args, *args, **kwargs)
+            if tracker._get_model_name(model_args) is None and model_source in _plugin_model_names():
+                self.model_name = str(model_source)
+                self.model_name_sanitized = module.sanitize_model_name(self.model_name)
+            return out
+        return log_experiment_args
+
+    if tracker is not None and hasattr(tracker, "_get_model_name") and hasattr(module, "sanitize_model_name"):
+        _wrap(tracker, "log_experiment_args", make)
+
+
+def _plugin_model_names() -> set[str]:
+    import importlib.metadata as md
+
+    return {ep.name for ep in md.entry_points(group=MODELS_GROUP)}
+
+
+_PATCHES = {
+    "lm_eval.tasks.manager": patch_task_manager,
+    "lm_eval.models": register_plugin_models,
+    "lm_eval.config.evaluate_config": patch_evaluator_config,
+    "lm_eval.evaluator": patch_simple_evaluate,
+    "lm_eval.loggers.evaluation_tracker": patch_tracker_model_name,
+}
 
 
 class _Loader:
@@ -120,7 +219,7 @@ class _Loader:
 
 
 class LmEvalPluginFinder:
-    """A ``sys.meta_path`` finder that only reacts to the two watched lm-eval modules."""
+    """A ``sys.meta_path`` finder that only reacts to the watched lm-eval modules (:data:`_PATCHES`)."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in _PATCHES:
