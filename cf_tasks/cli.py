@@ -77,15 +77,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from cf_tasks.abduction import SolveLimits
     from cf_tasks.executor import Executor, Limits
     from cf_tasks.jsonl import atomic_write, dumps
     from cf_tasks.solve import solve_file
 
-    limits = SolveLimits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SolveLimits)
-                            if getattr(args, f.name, None) is not None})
+    limits = dataclass_from_args(SolveLimits, args)
     with Executor(untrusted=True, limits=Limits(call_timeout_s=args.call_timeout_s)) as executor, \
             atomic_write(args.output) as handle:  # streamed to a temp file; renamed only if every record solved
 
@@ -213,15 +210,10 @@ def _add_export_parser(sub) -> None:
 
 def _add_solve_budgets(parser: argparse.ArgumentParser) -> None:
     """One flag per SolveLimits budget (``--record-timeout-s``, ...), help and default from the field."""
-    import dataclasses
-
     from cf_tasks.abduction import SolveLimits
 
-    parser.add_argument("--call-timeout-s", type=float, default=1.0, help="CPU seconds one call may use (default 1)")
-    for f in dataclasses.fields(SolveLimits):
-        kind = float if f.type in ("float", float) else int
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                            help=f"{f.metadata['help']} (default {f.default})")
+    parser.add_argument("--call-timeout-s", type=float, default=1.0, help="CPU seconds one call may use (default: 1)")
+    add_dataclass_arguments(parser, SolveLimits)
 
 
 def build_parser() -> argparse.ArgumentParser:

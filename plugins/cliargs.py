@@ -4,7 +4,8 @@ Configs are dataclasses whose fields carry their help text in
 ``field(metadata={"help": ...})``; a CLI exposes them with
 :func:`add_dataclass_arguments` and builds the config back with
 :func:`dataclass_from_args`, so a knob is declared once and its ``--help``
-line, type, choices and default can never drift from the config.
+line, type, choices and default can never drift from the config. Every
+``cf-*`` command goes through here; no module keeps a copy of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, Callable, Literal, Sequence
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -29,12 +30,37 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+class _ExtendOverDefault(argparse._ExtendAction):
+    """``--x a b --x c`` gives ``[a, b, c]``; the first use replaces a non-empty default instead of adding to it
+    (plain ``action="extend"`` would turn ``--stages select`` into ``[warmup, ..., select, select]``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is self.default:
+            setattr(namespace, self.dest, None)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    """``X | None`` -> ``X``; ``X | Y | None`` -> ``X | Y`` (None is the "not given" default, never typed)."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
+        args = tuple(a for a in typing.get_args(tp) if a is not type(None))
+        return args[0] if len(args) == 1 else typing.Union[args]
+    return tp
+
+
+def _union_converter(members: Sequence[type]) -> Callable[[str], Any]:
+    """For ``int | float`` and the like: the first member type that accepts the text, in declaration order."""
+    def convert(text: str) -> Any:
+        for member in members:
+            try:
+                return member(text)
+            except (TypeError, ValueError):
+                continue
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(m.__name__ for m in members)}, got {text!r}")
+
+    convert.__name__ = " or ".join(m.__name__ for m in members)  # argparse names it in "invalid ... value"
+    return convert
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -45,51 +71,81 @@ def _default_of(f: dataclasses.Field) -> Any:
     return None
 
 
+def _shown(default: Any) -> str:
+    """A default as ``--help`` prints it: bools as on/off, escapes visible (a template's newline reads ``\\n``)."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, (list, tuple)):
+        return " ".join(map(str, default))
+    return str(default).replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _type_kwargs(f: dataclasses.Field, base: Any) -> dict[str, Any]:
+    """The argparse ``action``/``type``/``nargs``/``choices`` of one field, from its annotation."""
+    if base is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    origin = typing.get_origin(base)
+    if origin in (list, tuple):
+        item = typing.get_args(base)[0]
+        return {"nargs": "+", "action": _ExtendOverDefault, "type": item, "metavar": f.name.upper()}
+    if origin is Literal:
+        choices = typing.get_args(base)
+        return {"choices": choices, "type": type(choices[0])}
+    if origin in (typing.Union, types.UnionType):
+        return {"type": _union_converter(typing.get_args(base)), "metavar": f.name.upper()}
+    return {"type": base, "metavar": f.name.upper()}
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
                             skip: tuple[str, ...] = (), required: tuple[str, ...] = (),
                             absent_keeps_default: bool = False) -> None:
-    """One ``--field-name`` option per field of ``cls``.
+    """One ``--field-name`` option per field of ``cls``, help text from ``metadata["help"]`` plus its default.
 
-    bools become ``--x/--no-x``, ``list[T]`` fields take one or more values (and
-    may be repeated), ``Literal`` fields and ``metadata["choices"]`` become
-    choices, ``metadata["short"]`` adds short flags. Nested dataclass fields are
-    skipped (expose them with their own call). With ``absent_keeps_default``
-    an option the user did not give is missing from the namespace (argparse
-    ``SUPPRESS``), so several configs can share one parser and each keeps its own
-    defaults; ``--help`` shows the dataclass default either way.
+    bools become ``--x/--no-x``; ``list[T]`` fields take one or more values (and
+    may be repeated); ``Literal`` fields and ``metadata["choices"]`` become
+    choices; ``X | None`` is typed as ``X`` and a union such as ``int | float``
+    takes the first member that parses; ``metadata["short"]`` adds short flags.
+    Fields in ``skip`` and nested dataclass fields are left out (expose the
+    latter with their own call, e.g. in an argument group). With
+    ``absent_keeps_default`` an option the user did not give is missing from the
+    namespace (argparse ``SUPPRESS``), so several configs can share one parser
+    and each keeps its own defaults (or those of a config file); ``--help``
+    shows the dataclass default either way.
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         if f.name in skip or dataclasses.is_dataclass(kind):
             continue
-        base, _ = _unwrap_optional(kind)
         default = _default_of(f)
-        help_text = f.metadata.get("help", "")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS if absent_keeps_default else default}
-        if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) in (list, tuple):
-            kwargs.update(nargs="+", action="extend", type=typing.get_args(base)[0], metavar=f.name.upper())
-        elif typing.get_origin(base) is Literal:
-            kwargs["choices"] = typing.get_args(base)
-        else:
-            kwargs.update(type=base, metavar=f.name.upper())
+        kwargs.update(_type_kwargs(f, _unwrap_optional(kind)))
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if "choices" in kwargs:
             kwargs.pop("metavar", None)
         if f.name in required:
             kwargs["required"] = True
-        if not any(default is v for v in (None, False)) and default != ():
-            shown = "on" if default is True else default
-            help_text = f"{help_text} (default: {shown})".strip()
+        help_text = f.metadata.get("help", "")
+        if not any(default is v for v in (None, False)) and default not in ((), []):
+            help_text = f"{help_text} (default: {_shown(default)})".strip()
         kwargs["help"] = help_text.replace("%", "%%")
         parser.add_argument(*f.metadata.get("short", ()), "--" + f.name.replace("_", "-"), **kwargs)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
-    """Build ``cls`` from the options :func:`add_dataclass_arguments` added (absent ones keep defaults)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    """Build ``cls`` from the options :func:`add_dataclass_arguments` added; absent ones keep their defaults.
+
+    A nested dataclass field is built the same way from the same namespace (its
+    fields were added by their own call), so one flat command line fills a
+    config of several sections; ``overrides`` win over the namespace.
+    """
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = dataclass_from_args(hints[f.name], args)
+        elif hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
     values.update(overrides)
     return cls(**values)

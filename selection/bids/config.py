@@ -1,8 +1,8 @@
 """Typed configs of the BIDS pipeline, one dataclass per stage.
 
-Every field carries ``metadata={"help": ...}``; :func:`add_dataclass_arguments`
-turns the fields into ``cf-select bids`` options (``lora_r`` -> ``--lora-r``), so
-the CLI and the library share one source of defaults and help. Field names are
+Every field carries ``metadata={"help": ...}``; the shared bridge
+:mod:`plugins.cliargs` turns the fields into ``cf-select bids`` options
+(``lora_r`` -> ``--lora-r``), so the CLI and the library share one source of defaults and help. Field names are
 unique across the configs for that reason. Defaults follow the LESS/BIDS recipe
 (Xia et al., 2024; Dai et al., 2025; see ``docs/bids.md``); the choices the
 papers leave open are marked as ours.
@@ -10,10 +10,7 @@ papers leave open are marked as ours.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -270,49 +267,6 @@ class BidsConfig:
 
 
 SUBCONFIGS = {"data": DataConfig, "warmup": WarmupConfig, "features": FeatureConfig, "select": SelectConfig}
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
-    """One ``--field-name`` option per field of ``cls`` (nested dataclass fields are skipped)."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
-        is_union = typing.get_origin(kind) in (typing.Union, types.UnionType)
-        base = [a for a in typing.get_args(kind) if a is not type(None)] if is_union else [kind]
-        origin = typing.get_origin(base[0]) if len(base) == 1 else None
-        if kind is bool or base == [bool]:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif origin is list:
-            kwargs["nargs"] = "+"
-            kwargs["action"] = "extend"  # --val a=x b=y and --val a=x --val b=y both work
-            (item,) = typing.get_args(base[0])
-            kwargs["type"] = item
-        elif typing.get_origin(kind) is Literal:
-            kwargs["choices"] = typing.get_args(kind)
-        else:
-            kwargs["type"] = base[0]
-        if "choices" in f.metadata and "choices" not in kwargs:
-            kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(*f.metadata.get("short", ()), flag, **kwargs)
-
-
-def config_from_namespace(args: argparse.Namespace) -> BidsConfig:
-    """Build a :class:`BidsConfig` from parsed options (absent options keep the dataclass defaults)."""
-    values = vars(args)
-
-    def build(cls: type) -> Any:
-        kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
-        return cls(**kwargs)
-
-    top = {f.name: values[f.name] for f in dataclasses.fields(BidsConfig)
-           if f.name in values and f.name not in SUBCONFIGS}
-    config = BidsConfig(**top, **{name: build(cls) for name, cls in SUBCONFIGS.items()})
-    config.validate()
-    return config
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

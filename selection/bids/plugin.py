@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from plugins.cliargs import add_dataclass_arguments, dataclass_from_args
 from selection.base import Selection, Selector
-from selection.bids.config import SUBCONFIGS, BidsConfig, add_dataclass_arguments, config_from_namespace
+from selection.bids.config import SUBCONFIGS, BidsConfig
 
 
 class BidsSelector(Selector):
@@ -60,18 +61,19 @@ class BidsSelector(Selector):
         return selection
 
     def add_cli_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_dataclass_arguments(parser, BidsConfig)
+        add_dataclass_arguments(parser, BidsConfig, absent_keeps_default=True)
         titles = {"data": "data encoding", "warmup": "warm-up (LoRA)", "features": "gradient features",
                   "select": "selection"}
         for name, cls in SUBCONFIGS.items():
-            add_dataclass_arguments(parser.add_argument_group(titles[name]), cls)
+            add_dataclass_arguments(parser.add_argument_group(titles[name]), cls, absent_keeps_default=True)
         parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     def run_cli(self, args: argparse.Namespace) -> int:
         from selection.bids.diagnostics import format_diagnostics
         from selection.bids.pipeline import load_matrix, load_tasks, run_pipeline, select_from_matrix, write_selection
 
-        config = config_from_namespace(args)
+        config = dataclass_from_args(BidsConfig, args)  # one flat namespace fills every section
+        config.validate()
         progress = getattr(args, "progress", True)
         if config.dry_run:
             return _dry_run(config)

@@ -1,17 +1,12 @@
-"""GRAPE's configuration, and the dataclass -> argparse bridge its CLI uses.
+"""GRAPE's configuration.
 
-The command-line options are generated from the dataclass fields (name, type,
-``metadata["help"]``, ``metadata["choices"]``), so the library config and the
-CLI cannot drift apart. ``add_dataclass_arguments`` is generic and may be
-reused by other selectors.
+The ``cf-select grape`` options are generated from the dataclass fields (name,
+type, ``metadata["help"]``, ``metadata["choices"]``) by the shared bridge
+:mod:`plugins.cliargs`, so the library config and the CLI cannot drift apart.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,45 +108,3 @@ class GrapeConfig:
         """The settings that change scores (a work dir made with other settings is refused)."""
         return {k: getattr(self, k) for k in ("model", "template", "chat_template", "bos", "score_eos", "dtype",
                                               "shard_size", "max_length", "overlength")}
-
-
-# -- dataclass <-> argparse ---------------------------------------------------------------------
-
-def _base_type(tp: Any) -> tuple[Any, bool]:
-    """(underlying type, optional?) of an annotation like ``int | None``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0], True
-    return tp, False
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser | Any, cls: type, *, skip: tuple[str, ...] = (),
-                            required: tuple[str, ...] = ()) -> None:
-    """One ``--field-name`` option per dataclass field (bools get ``--x/--no-x``)."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        tp, _ = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
-        if tp is bool:
-            kwargs.update(action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            kwargs.update(type=tp, default=f.default, metavar=f.name.upper())
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-                kwargs.pop("metavar")
-            if f.name in required:
-                kwargs["required"] = True
-        if f.default is not None and tp is not bool:
-            kwargs["help"] = f"{help_text} (default: %(default)s)".replace("\n", "\\n")
-        parser.add_argument(flag, **kwargs)
-
-
-def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    values.update(overrides)
-    return cls(**values)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from selection.base import Selection, Selector
 from cf_tasks.jsonl import write_json
-from selection.grape.config import GrapeConfig, add_dataclass_arguments, dataclass_from_args
+from plugins.cliargs import add_dataclass_arguments, dataclass_from_args
+from selection.base import Selection, Selector
+from selection.grape.config import GrapeConfig
 from selection.grape.prompting import format_candidate
 from selection.grape.scoring import ScoreRun, load_tokenizer, process_info, score_pool
 from selection.grape.select import rank

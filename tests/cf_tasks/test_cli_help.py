@@ -55,3 +55,35 @@ def test_one_dataclass_bridge_types_defaults_and_round_trip():
     add_dataclass_arguments(shared, _Demo, absent_keeps_default=True)
     assert vars(shared.parse_args(["--steps", "2"])) == {"steps": 2}
     assert dataclass_from_args(_Demo, shared.parse_args([])) == _Demo()
+
+
+@dataclass
+class _Inner:
+    depth: int = field(default=1, metadata={"help": "how deep"})
+
+
+@dataclass
+class _Outer:
+    stages: list[str] = field(default_factory=lambda: ["a", "b"], metadata={"help": "stages to run"})
+    budget: int | float = field(default=0.5, metadata={"help": "a count or a fraction"})
+    template: str = field(default="Q: {x}\nA:", metadata={"help": "prompt template"})
+    level: Literal[1, 2] = field(default=1, metadata={"help": "a numbered level"})
+    inner: _Inner = field(default_factory=_Inner)
+
+
+def test_bridge_lists_replace_their_default_unions_parse_and_nested_configs_fill():
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, _Outer)
+    add_dataclass_arguments(parser.add_argument_group("inner"), _Inner)
+    text = " ".join(parser.format_help().split())
+    assert "(default: a b)" in text and "(default: Q: {x}\\nA:)" in text
+    assert dataclass_from_args(_Outer, parser.parse_args(["--stages", "b"])).stages == ["b"]  # not [a, b, b]
+    assert dataclass_from_args(_Outer, parser.parse_args([])) == _Outer()
+    parsed = dataclass_from_args(_Outer, parser.parse_args(["--budget", "7", "--level", "2", "--depth", "3"]))
+    assert parsed.budget == 7 and isinstance(parsed.budget, int) and parsed.level == 2 and parsed.inner.depth == 3
+    assert dataclass_from_args(_Outer, parser.parse_args(["--budget", "0.25"])).budget == 0.25
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--budget", "lots"])
+    shared = argparse.ArgumentParser()
+    add_dataclass_arguments(shared, _Outer, absent_keeps_default=True)
+    assert vars(shared.parse_args(["--stages", "c", "--stages", "d"])) == {"stages": ["c", "d"]}
