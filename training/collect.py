@@ -1,6 +1,6 @@
 """Rejection sampling: keep only correct reasoning traces as SFT rows (``cf-train collect``).
 
-The paper's SFT arm distils a teacher's traces (Executable Counterfactuals, §4); whether
+The paper's SFT arm distils a teacher's traces (*Executable Counterfactuals*, ICLR 2026); whether
 it filtered them is unknown, we keep a trace only when the benchmark's own
 scorer says its final answer is right (set exact match by default, or set F1 at
 least ``min_f1``). Two sources:

@@ -1,6 +1,6 @@
 """GRPO (RLVR) on executable counterfactual prompts with the benchmark's own reward.
 
-The paper's RL arm (Executable Counterfactuals, §4): GRPO on if-else counterfactual
+The paper's RL arm (Vashishtha, Dai et al., *Executable Counterfactuals*, ICLR 2026): GRPO on if-else counterfactual
 problems with outcome-only reward = set exact match, prompt batch 16, 24
 rollouts per prompt. Everything else it leaves unknown is a field of our config
 (``configs/grpo_paper_qwen2.5_7b.yaml`` names each as our choice).

@@ -1,7 +1,7 @@
 """GRPO reward functions: thin wrappers over the benchmark's own parser and metric.
 
 Why wrappers and not new scoring code: the reward a policy is trained on must be
-the number the benchmark reports (Executable Counterfactuals §1.6, §4: the paper's
+the number the benchmark reports (*Executable Counterfactuals*, ICLR 2026: the paper's
 reward is set exact match), so every function here delegates to
 :func:`cf_tasks.metrics.score_set` (or to the family's own scorer, e.g. math).
 

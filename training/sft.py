@@ -1,7 +1,7 @@
 """SFT on prompt-completion data with completion-only loss (TRL ``SFTTrainer``).
 
 The paper's SFT arm distils a stronger model's reasoning traces into the student
-(Executable Counterfactuals, §4). Rows come from GRAPE/BIDS selections (each
+(*Executable Counterfactuals*, ICLR 2026). Rows come from GRAPE/BIDS selections (each
 with the ``formatted`` record of how it was scored) or from traces kept by
 ``cf-train collect`` (prompt / completion); see :func:`training.data.sft_examples`.
 They are tokenized by the shared joint encoder and given to TRL as

@@ -1,8 +1,8 @@
 """Trusted tier: a pool of persistent worker processes running batches of our own programs.
 
-Why this shape (see ``docs/executor.md`` and anchors §1.3/§1.6): a persistent worker with
-in-process ``exec`` costs ~0.1 ms per program against ~10 ms for a fresh interpreter, and
-batching many jobs per message amortises the pipe round trip. Limits that a program could
+Why this shape (see ``docs/executor.md``; ``benchmarks/bench_execution.py`` measures it): a
+persistent worker with in-process ``exec`` costs ~0.1 ms per program against ~10 ms for a fresh
+interpreter, and batching many jobs per message amortises the pipe round trip. Limits that a program could
 defeat from inside (a C loop, a swallowed timeout, ``os._exit``) are backed from outside:
 the parent kills a worker that makes no progress for ``job_timeout_s``, respawns it, gives
 the job that was running (read from a shared progress word) the failure's status and re-runs

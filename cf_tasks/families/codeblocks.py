@@ -1,7 +1,7 @@
 """Code-block composition shared by the code families (the paper's Fig 2-4 templates).
 
 The paper builds functions from a three-level placeholder template
-(Vashishtha, Dai et al., *Executable Counterfactuals*, ICLR 2026, §2 and Figures 2-4):
+(Vashishtha, Dai et al., *Executable Counterfactuals*, ICLR 2026, arXiv 2510.01539, Figures 2-4):
 
 * fixed placeholders: the function name ``generated_func_NNNN``, the latent draw
   ``r = random.randint(lo, hi)`` and the ``return``;

@@ -3,7 +3,7 @@
 Each bad input must fail with a message naming the file (and line) or the
 plugin, and the field; nothing half-written may be left behind; one broken
 plugin must not break the others. What lm-eval itself does with YAML it cannot
-parse is pinned here too (it skips the file silently; see harness.md §1.1).
+parse is pinned here too (it skips the file silently; lm-eval 0.4.13's TaskManager).
 """
 
 from __future__ import annotations

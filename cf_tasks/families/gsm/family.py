@@ -1,9 +1,10 @@
 """The ``gsm`` family: counterfactual math word problems with one hidden quantity.
 
-The paper's out-of-domain test (counterfactuals.md §1.2, §1.4, §3.3): a story
-states a small causal graph of quantities, hides one of them, reports one
-observed outcome and asks what the outcome would have been under an
-intervention on an observed quantity. Solving it takes abduction (infer the
+The paper's out-of-domain test (Vashishtha, Dai et al., *Executable Counterfactuals*,
+ICLR 2026, arXiv 2510.01539: the math example of Figure 1, the code -> math transfer
+of Figure 6; see docs/references.md): a story states a small causal graph of
+quantities, hides one of them, reports one observed outcome and asks what the
+outcome would have been under an intervention on an observed quantity. Solving it takes abduction (infer the
 hidden quantity from the observation), intervention and prediction.
 
 Generation of item ``i`` (RNG :func:`item_stream`: a hash of the family version,
