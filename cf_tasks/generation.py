@@ -66,6 +66,7 @@ from typing import Any, Sequence
 from cf_tasks.executor.provenance import generated_source
 from cf_tasks.executor.types import Job
 from cf_tasks.families.types import PIPELINE_DEFAULTS, GenerationError, GenerationResult, Program
+from cf_tasks.progress import progress_bar
 from cf_tasks.prompts import PROMPT_VERSION, build_prompt
 from cf_tasks.records import VARIANTS, ProgramRecord
 from cf_tasks.seeding import config_fingerprint, item_rng
@@ -521,11 +522,7 @@ def generate_code_items(family, *, variant: str, n: int, seed: int, config, leve
 
         executor = shared_executor()
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc=f"generate {family.name}", unit="item")
+    bar = progress_bar(progress, total=n, desc=f"generate {family.name}", unit="item")
 
     tally = _Tally()
     items: list[dict] = []
@@ -590,13 +587,11 @@ def generate_code_items(family, *, variant: str, n: int, seed: int, config, leve
                 items.append(build_item(family, accepted, variant=variant, seed=seed, index=st.index,
                                         config=config_dict, level=level))
                 del states[st.index]
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             t_decide += time.perf_counter() - t2
     finally:
         runner.shutdown(wait=True, cancel_futures=True)
-        if bar is not None:
-            bar.close()
+        bar.close()
     seconds = time.perf_counter() - start
     report = {
         "family": family.name,

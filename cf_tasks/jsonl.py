@@ -1,8 +1,9 @@
 """JSON Lines I/O: atomic writes and line-numbered read errors.
 
-Every output file of the toolkit goes through :func:`atomic_write` so that a
-killed job never leaves a half-written file behind: data goes to a temporary
-file in the same folder and is renamed over the target only when complete.
+Every output file of the toolkit goes through :func:`atomic_write` (a folder
+through :func:`atomic_directory`) so that a killed job never leaves a
+half-written file behind: data goes to a temporary file in the same folder and
+is renamed over the target only when complete.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
@@ -50,6 +52,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary sibling folder of ``path``; fill it, and on success it replaces ``path``.
+
+    For outputs that are folders (a saved model, a checkpoint): a killed job
+    leaves the previous folder or none, never a half-saved one. On failure the
+    temporary folder is deleted. Its top-level entries get the usual permissions
+    (``mkdtemp`` makes the folder 0700).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        mask = _current_umask()
+        for child in tmp.iterdir():
+            os.chmod(child, (0o777 if child.is_dir() else 0o666) & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -12,11 +12,10 @@ fixed corpus and the weights come from a seeded generator.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cf_tasks.jsonl import atomic_directory
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -111,19 +110,7 @@ def save_tiny_model(output: str | Path, config: TinyModelConfig = TinyModelConfi
     out.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(config.vocab)
     model = build_model(tokenizer, config)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in tmp.iterdir():  # the usual permissions, not a temp file's 0600
-            os.chmod(path, 0o666 & ~umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 
 from cf_tasks.integrations import common
 from cf_tasks.lmeval.dataset import TASK_DEFAULTS
+from cf_tasks.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +261,7 @@ def export_verl(out_dir: str | Path, config: VerlExportConfig | None = None, *, 
     config.validate()
     tasks = _selected_tasks(config)
     out = Path(out_dir).expanduser().resolve()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=2 * len(tasks), desc="export verl", unit="split")
+    bar = progress_bar(progress, total=2 * len(tasks), desc="export verl", unit="split")
     test_items: dict[common.TaskRef, list[dict]] = {}
     train_rows: list[dict] = []
     per_task: dict[str, dict] = {}
@@ -272,8 +269,7 @@ def export_verl(out_dir: str | Path, config: VerlExportConfig | None = None, *, 
         for task in tasks:
             test_items[task] = common.generate(task, level=config.level, n=config.n_test, seed=config.test_seed,
                                                config=config.config)
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         for task in tasks:
             items, dropped = _train_items(task, config, _banned(task, test_items) if config.decontaminate
                                           else frozenset())
@@ -281,11 +277,9 @@ def export_verl(out_dir: str | Path, config: VerlExportConfig | None = None, *, 
                            for k, item in enumerate(items)]
             per_task[task.name] = {"train": len(items), "test": len(test_items[task]),
                                    "train_dropped_as_test_or_evaluation": dropped}
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     test_rows = [verl_row(item, split="test", index=k, system_prompt=config.system_prompt)
                  for k, item in enumerate(item for task in tasks for item in test_items[task])]
     report = {"format": "verl", "train_rows": len(train_rows), "test_rows": len(test_rows), "tasks": per_task,

@@ -33,6 +33,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from cf_tasks.progress import progress_bar
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_RUBRIC = "judge_v1"
@@ -305,11 +307,7 @@ def judge_responses(
     if batch_size < 1:
         raise ValueError("batch_size: must be >= 1")
     verdicts: list[JudgeVerdict] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(items), desc="judge", unit="resp")
+    bar = progress_bar(progress, total=len(items), desc="judge", unit="resp")
     for start in range(0, len(items), batch_size):
         chunk = items[start: start + batch_size]
         replies = backend.generate([judge_prompt(rubric, doc, resp) for doc, resp in chunk])
@@ -323,8 +321,6 @@ def judge_responses(
         verdicts.extend(batch)
         if on_batch is not None:
             on_batch(start, batch)
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+        bar.update(len(chunk))
+    bar.close()
     return verdicts

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from cf_tasks.jsonl import write_json
+from cf_tasks.jsonl import atomic_directory, write_json
 
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -70,16 +68,9 @@ def write_checkpoint(root: str | os.PathLike, epoch: int, state: dict[str, Any],
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir(root, epoch)
-    tmp = Path(tempfile.mkdtemp(prefix=f".epoch-{epoch}.", suffix=".tmp", dir=root))
-    try:
+    with atomic_directory(final) as tmp:
         write_contents(tmp)
         write_json(tmp / STATE_FILE, state)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return CheckpointInfo(final, epoch, state)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cf_tasks.jsonl import atomic_write, write_json
+from cf_tasks.progress import progress_bar
 from selection.bids.data import Encoded, collate
 from selection.bids.distributed import Ranks
 
@@ -86,19 +87,14 @@ def compute_feature_shards(featurize, examples: Sequence[Encoded], folder: str |
         logger.info("%s: rank %d of %d computes %d of the %d missing shard(s)", desc, ranks.rank, ranks.world,
                     len(todo), len(missing))
         progress = progress and ranks.is_main
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(examples[k * shard_size:(k + 1) * shard_size]) for k in todo), desc=desc,
-                   unit="ex")
+    bar = progress_bar(progress and bool(todo), total=sum(len(examples[k * shard_size:(k + 1) * shard_size])
+                                                          for k in todo), desc=desc, unit="ex")
     for k in todo:
         part = examples[k * shard_size:(k + 1) * shard_size]
         features = featurize(part, bar)
         with atomic_write(paths[k], "wb") as handle:
             np.save(handle, np.ascontiguousarray(features, dtype=np.float32))
-    if bar is not None:
-        bar.close()
+    bar.close()
     ranks.barrier()
     return paths
 

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from cf_tasks.progress import progress_bar
+
 METHODS = ("bids", "task_max", "instance_max", "sum", "random")
 # The paper normalises for BIDS only; its Task-max/Instance-max/Sum baselines use the raw matrix.
 DEFAULT_NORMALIZE = {"bids": True, "task_max": False, "instance_max": False, "sum": False, "random": False}
@@ -163,7 +165,7 @@ def bids_greedy(Z: np.ndarray, budget: int, *, progress: bool = False, initial_d
     key = np.empty(V, dtype=np.float64)
     indices = np.empty(B, dtype=np.int64)
     gains = np.empty(B, dtype=np.float64)
-    bar = _progress_bar(B, "BIDS greedy") if progress else None
+    bar = progress_bar(progress, total=B, desc="BIDS greedy", unit="pick", mininterval=1.0)
     for t in range(B):
         if t:
             np.divide(total, t, out=mean)
@@ -189,10 +191,8 @@ def bids_greedy(Z: np.ndarray, budget: int, *, progress: bool = False, initial_d
             cur_rows[j] = row
             # every reachable row of this column is taken (only possible at the very end): never the max again
             cur_vals[j] = Z[row, j] if row >= 0 else -np.inf
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     return GreedyResult(indices, gains)
 
 
@@ -307,9 +307,3 @@ def select(M: np.ndarray, budget: int, method: str = "bids", *, task_ids: np.nda
     scores = row_scores(M, method, task_ids)
     idx = top_b(scores, budget)
     return GreedyResult(idx.astype(np.int64), scores[idx])
-
-
-def _progress_bar(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="pick", mininterval=1.0)

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cf_tasks.jsonl import write_json
+from cf_tasks.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,7 @@ def build_influence_matrix(train_shards: Sequence[Sequence[Path]], val_features:
         write_json(progress_file, {"meta": meta, "done": [], "complete": False})
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     vals = [np.asarray(v, dtype=np.float64) for v in val_features]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(sizes), initial=len(done), desc="influence matrix", unit="shard")
+    bar = progress_bar(progress, total=len(sizes), initial=len(done), desc="influence matrix", unit="shard")
     for k in range(len(sizes)):
         if k in done:
             continue
@@ -85,10 +82,8 @@ def build_influence_matrix(train_shards: Sequence[Sequence[Path]], val_features:
         matrix.flush()
         done.add(k)
         write_json(progress_file, {"meta": meta, "done": sorted(done), "complete": False})
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     del matrix
     os.replace(partial, out_path)
     write_json(progress_file, {"meta": meta, "done": sorted(done), "complete": True})

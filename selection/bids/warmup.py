@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cf_tasks.jsonl import write_json
+from cf_tasks.progress import progress_bar
 from cf_tasks.seeding import derive_seed
 from selection.bids.checkpoints import (CheckpointInfo, list_checkpoints, load_optimizer_file, save_optimizer,
                                         write_checkpoint)
@@ -134,7 +135,8 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
 
     checkpoints = list(done[:start])
     step = start * steps_per_epoch
-    bar = _bar(total_steps, start * steps_per_epoch) if progress and ranks.is_main else None
+    bar = progress_bar(progress and ranks.is_main, total=total_steps, initial=start * steps_per_epoch,
+                       desc="BIDS warm-up", unit="step")
     trainable = [params[n] for n in names]
     for epoch in range(start, config.epochs):
         model.train()
@@ -170,9 +172,8 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss_sum) / max(1, n_tokens))
             step += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
         state: dict[str, Any] = {
             "epoch": epoch + 1, "global_step": step, "step_lrs": step_lrs,
             "avg_lr": float(np.mean(step_lrs)), "mean_loss": float(np.mean(losses)), "settings": settings,
@@ -189,8 +190,7 @@ def run_warmup(model_path: str, examples: Sequence[Encoded], config: WarmupConfi
         ranks.barrier()  # every rank sees the checkpoint before the next stage reads it
         logger.info("warm-up: epoch %d done (mean loss %.4f, average LR %.3g)", epoch + 1, state["mean_loss"],
                     state["avg_lr"])
-    if bar is not None:
-        bar.close()
+    bar.close()
     return checkpoints
 
 
@@ -203,9 +203,3 @@ def _autocast(mixed_precision: str, device: str):
     if mixed_precision == "no":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-
-
-def _bar(total: int, initial: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="BIDS warm-up", unit="step")

@@ -42,6 +42,7 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from cf_tasks.families.base import Family, FamilyConfig, GenerationResult
+from cf_tasks.progress import progress_bar
 from cf_tasks.seeding import derive_seed
 
 from .graph import GraphError, QuantityGraph, format_number, to_fraction
@@ -444,11 +445,7 @@ class GsmFamily(Family):
         keys: set[str] = set()
         config_json = config_dict(config)
         stream = stream_key(level, config)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc="generate gsm", unit="item")
+        bar = progress_bar(progress, total=n, desc="generate gsm", unit="item")
         start = time.perf_counter()
         try:
             for index in range(n):
@@ -474,11 +471,9 @@ class GsmFamily(Family):
                         f"family 'gsm': item {index} (seed {seed}) found no acceptable problem in "
                         f"{config.max_attempts} attempts (max_attempts); rejections so far: {rejected}. "
                         "Widen the config's ranges or raise max_attempts.")
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         seconds = time.perf_counter() - start
         attempts = len(items) + sum(rejected.values())
         report = {
