@@ -23,7 +23,7 @@ import numpy as np
 from cf_tasks.jsonl import atomic_write, write_json
 from cf_tasks.progress import progress_bar
 from selection.bids.data import Encoded, collate
-from selection.bids.distributed import Ranks
+from selection.distributed import Ranks
 
 logger = logging.getLogger(__name__)
 

@@ -147,7 +147,7 @@ def run_pipeline(config: BidsConfig, *, progress: bool = True, data: PipelineDat
 
     from selection.bids.checkpoints import checkpoint_weights, list_checkpoints, load_adam_moments
     from selection.bids.data import encode_rows, pad_token_id
-    from selection.bids.distributed import init_ranks, rank_device
+    from selection.distributed import init_ranks, rank_device
     from selection.bids.features import GradientFeaturizer, compute_feature_shards, encodings_fingerprint, load_shards
     from selection.bids.gradients import PerExampleGradients
     from selection.bids.influence import build_influence_matrix

@@ -51,7 +51,7 @@ class BidsSelector(Selector):
         rows, source = _training_rows(pool)
         config = dataclasses.replace(config, train=source)
         selection = run_pipeline(config, data=_data_with_rows(config, rows))
-        from selection.bids.distributed import init_ranks
+        from selection.distributed import init_ranks
 
         ranks = init_ranks(config.features.device)
         if not ranks.is_main:  # under a multi-process launch the selection is rank 0's
@@ -99,7 +99,7 @@ class BidsSelector(Selector):
                 write_rows(rows_path, (rows[i] for i in selection.indices))
             png = write_selection(selection, config.output, plot=config.plot)
         else:
-            from selection.bids.distributed import init_ranks
+            from selection.distributed import init_ranks
 
             ranks = init_ranks(config.features.device)
             selection = run_pipeline(config, progress=progress)

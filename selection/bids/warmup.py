@@ -30,7 +30,7 @@ from selection.bids.checkpoints import (CheckpointInfo, list_checkpoints, load_o
                                         write_checkpoint)
 from selection.bids.config import WarmupConfig
 from selection.bids.data import IGNORE, Encoded, collate, pad_token_id
-from selection.bids.distributed import Ranks
+from selection.distributed import Ranks
 
 logger = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from selection.distributed import init_ranks, rank_device
 from selection.grape.config import GrapeConfig
 from selection.grape.prompting import EncodedInstruction, encode_instruction
 from selection.grape.scoring_hf import SequenceTooLong
@@ -84,24 +85,15 @@ _NOTED: list[bool] = []  # the one-process note is logged once per process
 
 
 def process_info(config: GrapeConfig) -> ProcessInfo:
-    """This process's rank under ``accelerate launch`` (plain single process otherwise)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    """This process's rank under ``accelerate launch``/``torchrun`` (plain single process otherwise)."""
+    ranks = init_ranks(config.device or "auto")
+    if ranks.world == 1:
         if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and not _NOTED:
             _NOTED.append(True)
             logger.warning("running as ONE process: `accelerate launch --cpu` starts one process whatever "
                            "--num_processes says; use `accelerate launch --multi_gpu --num_processes N` (gloo on CPU)")
         return ProcessInfo(device=config.device)
-    import torch
-    from accelerate import PartialState
-
-    # Without cpu=True, accelerate treats a CPU-only torchrun launch as one process.
-    state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
-    if state.num_processes == 1:
-        raise ValueError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} but accelerate sees one process: the processes "
-                         "would each score every shard and write the same outputs; launch with `accelerate launch "
-                         "--multi_gpu --num_processes N` (gloo on CPU) or torchrun")
-    return ProcessInfo(state.process_index, state.num_processes, config.device or str(state.device),
-                       state.wait_for_everyone)
+    return ProcessInfo(ranks.rank, ranks.world, config.device or rank_device("auto", ranks), ranks.barrier)
 
 
 def load_tokenizer(config: GrapeConfig):

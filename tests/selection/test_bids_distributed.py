@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from selection.bids.distributed import Ranks, launched_world_size
+from selection.distributed import Ranks, launched_world_size
 
 from test_bids_pipeline import SMALL, _toy_data  # noqa: E402 (tests/selection is on sys.path)
 
@@ -33,7 +33,7 @@ def test_a_launch_whose_group_did_not_form_is_refused():
     machine without one: accelerate reports a world of one, so each would run the whole job alone on the same
     work folder. Both refuse. The slow test below does the same under a real ``accelerate launch``."""
     port = str(_free_port())
-    code = "from selection.bids.distributed import init_ranks; init_ranks('cuda')"
+    code = "from selection.distributed import init_ranks; init_ranks('cuda')"
     procs = []
     for rank in (0, 1):
         env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",

@@ -1,4 +1,4 @@
-"""Which process this is under a multi-process launch, and the few collectives the BIDS stages need.
+"""Which process this is under a multi-process launch, and the few collectives the selectors need.
 
 ``accelerate launch --multi_gpu --num_processes N`` and ``torchrun
 --nproc_per_node N`` start N processes with ``WORLD_SIZE``/``RANK`` in their
@@ -10,9 +10,11 @@ alone as a world of one, all writing the same work folder). A launch that left
 ``accelerate launch --cpu --num_processes N`` leaves no such trace: it starts
 a single process (accelerate 1.x), so the run is an ordinary one-process run.
 
-The stages split work by rank: warm-up micro-batches (gradients summed across
-ranks), feature shards (shard ``k`` on rank ``k mod N``); rank 0 alone writes
-checkpoints, builds the matrix and selects.
+Shared by GRAPE and BIDS, so both recognise the same launchers and refuse the
+same broken launches. GRAPE scores shard ``k`` on rank ``k mod N``; the BIDS
+stages split warm-up micro-batches (gradients summed across ranks) and feature
+shards the same way; rank 0 alone writes checkpoints, builds the matrix and
+selects.
 """
 
 from __future__ import annotations
