@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from plugins import PLUGIN_ERRORS
+from plugins.cliargs import add_dataclass_arguments, dataclass_from_args
+from training.collect import GenerationSpec
+from training.config import EvalSpec
 
 logger = logging.getLogger("training.cli")
 
@@ -180,12 +183,7 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--n", type=int, default=100, help="prompts to generate from the family")
     g.add_argument("--seed", type=int, default=0, help="generation and sampling seed")
     g.add_argument("--items", help="item JSONL (prompt, answer) instead of --family")
-    g.add_argument("--samples-per-prompt", type=int, default=4)
-    g.add_argument("--temperature", type=float, default=0.7)
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--max-new-tokens", type=int, default=1024)
-    g.add_argument("--batch-size", type=int, default=4)
-    g.add_argument("--no-chat", action="store_true", help="feed the raw prompt (no chat template)")
+    add_dataclass_arguments(g, GenerationSpec, skip=("seed",))  # --chat/--no-chat: the raw prompt, no template
     p.set_defaults(func=_run_collect)
 
 
@@ -204,9 +202,7 @@ def _run_collect(args: argparse.Namespace) -> int:
         check_model_path(args.model)
         items = (collect.item_file(args.items) if args.items
                  else collect.family_items(args.family, args.level, args.n, args.seed, args.variant))
-        spec = collect.GenerationSpec(samples_per_prompt=args.samples_per_prompt, temperature=args.temperature,
-                                      top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                                      batch_size=args.batch_size, chat=not args.no_chat, seed=args.seed)
+        spec = dataclass_from_args(collect.GenerationSpec, args)
         candidates = collect.candidates_from_model(args.model, items, spec)
     rows = collect.filter_traces(candidates, min_f1=args.min_f1, max_per_prompt=args.max_per_prompt, stats=stats)
     if not rows:
@@ -228,20 +224,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default=None, help="starting model, for the 'before' column")
     p.add_argument("-o", "--output", "--out", dest="out", default=None,
                    help="output folder (before.json, after.json, table.md, samples); required with --model")
-    p.add_argument("--tasks", nargs="+", default=["executable_cf"], help="lm-eval task or group names")
-    p.add_argument("--limit", type=float, default=None, help="items per task (int) or fraction")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-gen-toks", type=int, default=None)
-    p.add_argument("--no-chat-template", action="store_true")
-    p.add_argument("--include-path", default=None, help="extra task YAML folder")
-    p.add_argument("--seed", type=int, default=0)
+    add_dataclass_arguments(p, EvalSpec, skip=("enabled", "baseline", "apply_chat_template"))
+    p.add_argument("--no-chat-template", action="store_true", help="feed raw prompts (no chat template)")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from selection.io import check_model_path
 
-    from training.config import EvalSpec
     from training.evaluate import evaluate_before_after, evaluate_run
 
     if args.run_dir:
@@ -254,10 +244,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for name in (args.model, args.baseline):
         if name is not None:
             check_model_path(name)
-    limit = None if args.limit is None else (int(args.limit) if float(args.limit).is_integer() else args.limit)
-    spec = EvalSpec(enabled=True, tasks=args.tasks, limit=limit, batch_size=args.batch_size,
-                    max_gen_toks=args.max_gen_toks, apply_chat_template=not args.no_chat_template,
-                    baseline=args.baseline is not None, include_path=args.include_path, seed=args.seed)
+    spec = dataclass_from_args(EvalSpec, args, enabled=True, apply_chat_template=not args.no_chat_template,
+                               baseline=args.baseline is not None)
     spec.validate()
     out = evaluate_before_after(args.baseline, args.model, spec, args.out)
     if out is not None:  # None on the non-zero ranks of an `accelerate launch` evaluation

@@ -63,7 +63,8 @@ class EvalSpec:
     enabled: bool = field(default=False, metadata={"help": "Evaluate the final checkpoint after training."})
     tasks: list[str] = field(default_factory=lambda: ["executable_cf"],
                              metadata={"help": "lm-eval task or group names."})
-    limit: Union[int, float, None] = field(default=None, metadata={"help": "lm-eval --limit (items per task)."})
+    limit: Union[int, float, None] = field(
+        default=None, metadata={"help": "lm-eval --limit: items per task, or a fraction of each task when below 1."})
     batch_size: int = field(default=8, metadata={"help": "lm-eval batch size for the HF model."})
     max_gen_toks: Union[int, None] = field(default=None, metadata={"help": "Override the tasks' max_gen_toks."})
     apply_chat_template: bool = field(default=True, metadata={"help": "Wrap prompts in the model's chat template."})
