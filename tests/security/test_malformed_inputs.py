@@ -101,7 +101,7 @@ def test_task_yaml_records_loader_errors_name_files(task_folder):
     manager = _task_manager(task_folder)
     with pytest.raises(ValueError, match=r"sec_records_missing\.yaml.*'records'"):
         manager.load(["sec_records_missing"])
-    with pytest.raises(FileNotFoundError, match=r"sec_records_bad_path\.yaml.*'records'.*nope\.jsonl"):
+    with pytest.raises(ValueError, match=r"sec_records_bad_path\.yaml.*'records'.*not found.*nope\.jsonl"):
         manager.load(["sec_records_bad_path"])
     with pytest.raises(ValueError, match=r"bad_records\.jsonl:2: field 'latents'"):
         manager.load(["sec_records_bad_line"])
