@@ -17,7 +17,7 @@ returns our metric (set exact match by default; ``reward_kwargs.metric=f1``
 for set F1; exact accuracy for math), never a second scorer.
 
 Splits: ``test.parquet`` holds the items of the lm-eval tasks for the same
-knobs (default: the shipped tasks, ``n=200, seed=1234``), so verl's validation
+knobs (default: the shipped tasks, ``n=400, seed=1234``), so verl's validation
 numbers are the benchmark's; ``train.parquet`` holds items of another seed,
 minus every problem (program and query, shared by both variants) that is also
 in the test split or in the shipped evaluation tasks. Those drops are counted

@@ -127,3 +127,13 @@ def test_hf_backend_through_lm_eval_registry(tiny_lm_dir):
     # a random tiny model cannot produce a verdict: recorded as unparsed, never guessed
     assert all(v.planning is None and v.error for v in verdicts)
     assert verdicts[0].reply == verdicts[1].reply  # greedy decoding is deterministic
+
+
+def test_hf_judge_without_a_device_runs_where_there_is_no_gpu(tiny_lm_dir):
+    """``--judge-device`` left out: the judge picks CUDA only when there is one (lm-eval's hf default is cuda)."""
+    import torch
+
+    judge = LmEvalJudge("hf", f"pretrained={tiny_lm_dir},dtype=float32,max_length=512",
+                        gen_kwargs={"until": [], "max_gen_toks": 2, "do_sample": False})
+    assert len(judge.generate(["hello"])) == 1
+    assert judge.lm.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
