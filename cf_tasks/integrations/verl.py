@@ -79,7 +79,8 @@ class VerlExportConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.decontaminate and self.seed == self.test_seed:
-            raise ValueError(f"seed and test_seed are both {self.seed}: the train split would repeat the test split")
+            raise ValueError(f"seed (--train-seed) and test_seed (--test-seed) are both {self.seed}: the train "
+                             "split would repeat the test split")
 
 
 # -- rows ------------------------------------------------------------------------------------------------------

@@ -116,5 +116,8 @@ def checkpoint_weights(checkpoints: list[CheckpointInfo]) -> list[float]:
     lrs = [c.avg_lr for c in checkpoints]
     total = sum(lrs)
     if total <= 0:
-        raise ValueError("the checkpoints' average learning rates sum to zero; cannot weight them")
+        raise ValueError(f"the checkpoints' average learning rates sum to zero ({len(checkpoints)} warm-up epoch(s), "
+                         f"average LR {lrs}), so LESS cannot weight them: the warm-up had too few optimizer steps "
+                         "for its schedule to leave a non-zero rate; use more warm-up rows (--warmup-fraction, a "
+                         "larger pool), more --epochs or a smaller --batch-size")
     return [lr / total for lr in lrs]

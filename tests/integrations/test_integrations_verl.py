@@ -105,7 +105,7 @@ def test_train_split_drops_banned_problems_and_tops_up_from_later_indices():
     everything = frozenset(problem_key(i) for i in common.generate(task, level="easy", n=8, seed=5))
     with pytest.raises(ValueError, match="are test or evaluation problems; choose another --seed"):
         cf_verl._train_items(task, config, everything)
-    with pytest.raises(ValueError, match="seed and test_seed are both 7"):
+    with pytest.raises(ValueError, match=r"seed \(--train-seed\) and test_seed \(--test-seed\) are both 7"):
         cf_verl.VerlExportConfig(seed=7, test_seed=7).validate()
 
 
@@ -121,7 +121,7 @@ def test_cli_export_gives_the_same_bytes_in_another_process(export, tmp_path):
     for name in ("train.parquet", "test.parquet"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
     bad = subprocess.run([*cmd[:-1], "--train-seed", "1234"], capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "seed and test_seed are both 1234" in bad.stderr
+    assert bad.returncode == 2 and "seed (--train-seed) and test_seed (--test-seed) are both 1234" in bad.stderr
 
 
 # -- against verl's own code ----------------------------------------------------------------------------------

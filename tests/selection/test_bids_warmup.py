@@ -34,6 +34,12 @@ def test_checkpoint_weights_are_normalised_average_lrs(tmp_path):
     assert checkpoint_weights(infos) == pytest.approx([0.75, 0.25])
 
 
+def test_a_warmup_too_short_for_its_schedule_says_what_to_change(tmp_path):
+    """One optimizer step of a linear schedule has rate 0: the error names the cause and the options to raise."""
+    with pytest.raises(ValueError, match=r"1 warm-up epoch.*too few optimizer steps.*--warmup-fraction.*--epochs"):
+        checkpoint_weights([CheckpointInfo(tmp_path, 1, {"avg_lr": 0.0})])
+
+
 def test_warmup_subset_is_a_seeded_prefix_of_a_permutation():
     cfg = WarmupConfig(warmup_fraction=0.05, warmup_data_seed=3)
     subset = warmup_subset(1000, cfg)
