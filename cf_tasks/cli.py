@@ -83,6 +83,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from cf_tasks.solve import solve_file
 
     limits = dataclass_from_args(SolveLimits, args)
+    if not Path(args.input).is_file():  # before the sandbox starts
+        raise FileNotFoundError(f"records file not found: {args.input}")
     with Executor(untrusted=True, limits=Limits(call_timeout_s=args.call_timeout_s)) as executor, \
             atomic_write(args.output) as handle:  # streamed to a temp file; renamed only if every record solved
 

@@ -76,6 +76,9 @@ def load_matrix(path: str | Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r")
     except ValueError as exc:
+        if "pickled" in str(exc):  # numpy's message advises allow_pickle, which would run code from the file
+            raise ValueError(f"{path}: not a numeric .npy array (not .npy at all, or pickled objects, which are "
+                             "never loaded)") from None
         raise ValueError(f"{path}: not a .npy array: {exc}") from None
 
 

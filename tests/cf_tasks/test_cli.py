@@ -81,6 +81,13 @@ def test_solve_names_line_and_field_of_a_bad_record(tmp_path):
     assert not out.exists()
 
 
+def test_solve_of_a_missing_file_says_so_and_writes_nothing(tmp_path):
+    out = tmp_path / "out.jsonl"
+    proc = cf_tasks("solve", str(tmp_path / "nope.jsonl"), "-o", str(out), check=False)
+    assert proc.returncode == 2 and f"records file not found: {tmp_path / 'nope.jsonl'}" in proc.stderr
+    assert not out.exists() and "Traceback" not in proc.stderr
+
+
 def test_families_lists_builtins():
     proc = cf_tasks("families")
     for name in ("if_else", "if_else_long", "while", "multi_r"):

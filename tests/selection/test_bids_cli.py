@@ -198,3 +198,16 @@ def test_help_lists_every_option(capsys):
     for flag in ("--projection", "--dry-run", "--gpu-memory-gb", "--mixed-precision", "--gradient-checkpointing",
                  "--budget", "--grad-batch-size"):
         assert flag in out
+
+
+def test_a_matrix_file_that_is_not_numeric_npy_is_refused_without_unsafe_advice(tmp_path, capsys):
+    """numpy's own message suggests allow_pickle=True, which would run code from the file: never shown."""
+    fake = tmp_path / "A.npy"
+    fake.write_text('{"not": "an array"}')
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text('["t"]')
+    code = cf_select(["bids", "--influence", str(fake), "--val-tasks", str(tasks), "--budget", "1",
+                      "--output", str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{fake}: not a numeric .npy array" in err
+    assert "allow_pickle" not in err and "unsafely" not in err
