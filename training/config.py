@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -365,10 +366,22 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
 def load_run_config(cls: type, path: str | os.PathLike, overrides: list[str] | None = None) -> Any:
     """Load and check a run config from YAML (``overrides`` are ``--set key=value`` strings)."""
-    data = apply_overrides(read_yaml(path), overrides or [])
-    config = from_dict(cls, data, source=str(path))
-    check_trl_fields(config, source=str(path))
+    overrides = overrides or []
+    data = apply_overrides(read_yaml(path), overrides)
+    try:
+        config = from_dict(cls, data, source=str(path))
+        check_trl_fields(config, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(_blame_overrides(str(exc), overrides)) from None
     return config
+
+
+def _blame_overrides(message: str, overrides: list[str]) -> str:
+    """Say so when the field an error names was set by ``--set``, not by the file the message names."""
+    head = re.split(r"; known fields| \(did you mean", message, maxsplit=1)[0]
+    culprits = [text for text in overrides
+                if re.search(rf"(?<![\w.]){re.escape('.'.join(parse_override(text)[0]))}(?![\w])", head)]
+    return f"{message} (set on the command line: --set {', --set '.join(culprits)})" if culprits else message
 
 
 def check_trl_fields(config: Any, source: str = "<config>") -> None:

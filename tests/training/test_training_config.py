@@ -94,6 +94,20 @@ def test_overrides_are_dotted_and_yaml_typed(tmp_path):
         apply_overrides({}, ["novalue"])
 
 
+def test_errors_in_values_from_set_name_the_override_not_only_the_file(tmp_path):
+    """The file is still named (it holds everything else), but a bad --set value is blamed on the --set."""
+    path = write(tmp_path, MINIMAL.format(out=tmp_path / "run"))
+    cases = {"nope=1": "unknown field(s) nope", "trl.max_stepz=1": "trl.max_stepz is not a field",
+             "data.n=many": "data.n: expected"}
+    for override, problem in cases.items():
+        with pytest.raises(ConfigError) as err:
+            load_run_config(GRPORunConfig, path, ["model=other", override])
+        assert problem in str(err.value) and str(err.value).endswith(f"(set on the command line: --set {override})")
+    with pytest.raises(ConfigError) as err:  # the file's own error: no --set is blamed
+        load_run_config(GRPORunConfig, write(tmp_path, "model: m\n"), ["trl.max_steps=1"])
+    assert "set on the command line" not in str(err.value)
+
+
 def test_prompt_batch_size_sets_accumulation(tmp_path):
     assert accumulation_for(16, 24, 12, 8) == 4      # the paper's 16 x 24 on 8 GPUs
     assert accumulation_for(16, 24, 12, 1) == 32
