@@ -20,7 +20,9 @@ registry). Two more keep results honest:
   CLI) and ``simple_evaluate`` are wrapped to record which keys came from the
   model arguments (:data:`MODEL_ARGS_KEY`); ``cf_tasks.lmeval.metadata`` drops them.
 * a plugin model without ``pretrained=``-style arguments got a random output
-  folder name; it now gets its registry name (``runs/oracle/cf_oracle/``). The hook is installed from a ``.pth`` file at interpreter start, so
+  folder name; it now gets its registry name (``runs/oracle/cf_oracle/``).
+
+The hook is installed from a ``.pth`` file at interpreter start, so
 it must be cheap and must never raise: :func:`install` only puts a finder on
 ``sys.meta_path``; everything else happens when lm-eval is imported.
 """
