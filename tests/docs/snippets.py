@@ -25,7 +25,9 @@ model of ``cf-tasks tiny-model``;
 and ``cf-tasks export`` get a cap when they have none); ``lm_eval --model hf``
 generates at most a few tokens; ``cf-select bids --model`` warms up for 2
 epochs and projects to 256 dimensions; a ``cf-report`` judge writes 16 tokens; ``inspect eval`` uses inspect's own
-``mockllm/model``. The working folder links the checkout's ``tests/`` and
+``mockllm/model`` with the scripted solver of the inspect tests (mockllm's
+default reply counts tokens with a tiktoken file it downloads), and every
+inspect log it writes must have status ``success``. The working folder links the checkout's ``tests/`` and
 ``benchmarks/``, so commands that name them run as in a checkout. Lines that are not re-run: ``pip install`` and
 ``python -m pytest`` (CI has just done both) and ``python benchmarks/...``
 (minutes of CPU each; their numbers are measured by hand and quoted in the docs).
@@ -42,6 +44,7 @@ DIRECTIVE_RE = re.compile(r"^<!--\s*snippet:\s*(?P<verb>skip|file|dry-run)\b\s*(
 FILE_COMMENT_RE = re.compile(r"^(?:#|//|;)\s*(?P<path>[\w./-]+\.(?:ya?ml|json|jsonl|py|cfg|toml))\b")
 HUB_MODEL_RE = re.compile(r"(?<=pretrained=)(?!\.{0,2}/)[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+|"
                           r"(?<=--model )(?!\.{0,2}/)[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+INSPECT_SOLVER = "tests/integrations/inspect_scripted_solver.py@alternate"  # mockllm's own reply needs tiktoken's download
 CAPS = {"--limit": 3, "--n": 40, "--train-n": 40, "--judge-limit": 2}
 NOT_RERUN = (re.compile(r"^(python -m )?pip install\b"), re.compile(r"^python3? -m pytest\b"),
              re.compile(r"^python3? benchmarks/"))
@@ -126,7 +129,7 @@ def substitute(command: str, *, tiny_model: str, dry_run: bool = False) -> str |
     if any(p.match(command) for p in NOT_RERUN):
         return None
     if command.startswith("inspect eval"):
-        command = re.sub(r"--model\s+\S+", "--model mockllm/model", command)
+        command = re.sub(r"--model\s+\S+", f"--model mockllm/model --solver {INSPECT_SOLVER}", command)
     else:
         command = HUB_MODEL_RE.sub(tiny_model, command)
     command = re.sub(r"pretrained=\.\.\.", f"pretrained={tiny_model}", command)

@@ -99,6 +99,17 @@ def _check_written(path: Path, snippet: snippets.Snippet, cwd: Path) -> None:
         _run(f"python -c {shlex.quote(code)} {shlex.quote(str(path))}", cwd, snippet.where)
 
 
+def _check_inspect_logs(cwd: Path, doc: Path) -> None:
+    """``inspect eval`` exits 0 even when a task was interrupted: its logs say whether it ran."""
+    logs = sorted((cwd / "logs").glob("*.eval")) if (cwd / "logs").is_dir() else []
+    if logs:
+        from inspect_ai.log import read_eval_log
+
+        for path in logs:
+            log = read_eval_log(str(path), header_only=True)
+            assert log.status == "success", f"{doc.name}: inspect run {path.name} ended {log.status}: {log.error}"
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
 def test_every_snippet_runs(doc: Path, tiny_model: str, tmp_path: Path) -> None:
     for checkout_folder in ("tests", "benchmarks"):  # commands that name them run as in a checkout
@@ -133,6 +144,7 @@ def test_every_snippet_runs(doc: Path, tiny_model: str, tmp_path: Path) -> None:
             continue  # output listings and layouts, not something to run
         else:
             raise AssertionError(f"{snippet.where}: no rule for a `{snippet.lang}` block (see tests/docs/snippets.py)")
+    _check_inspect_logs(tmp_path, doc)
     assert ran or not snippets.extract(doc) or all(s.directive == "skip" or s.lang in ("", "text")
                                                   for s in snippets.extract(doc))
 
@@ -151,6 +163,6 @@ def test_substitutions_keep_the_command_and_make_it_small():
     assert snippets.commands("a \\\n  b  # note\n# only a comment\nc\n") == ["a b", "c"]
     assert sub("lm_eval --model cf_oracle --tasks executable_cf_code", tiny_model="/m").endswith("--limit 3")
     assert sub("inspect eval executable_cf/while --model openai/gpt-4o-mini", tiny_model="/m") == \
-        "inspect eval executable_cf/while --model mockllm/model --limit 3"
+        f"inspect eval executable_cf/while --model mockllm/model --solver {snippets.INSPECT_SOLVER} --limit 3"
     assert snippets.script("pip install -e . && lm_eval --model cf_echo --limit 2\npython benchmarks/b.py\n",
                            tiny_model="/m") == "lm_eval --model cf_echo --limit 2\n"
