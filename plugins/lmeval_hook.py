@@ -63,37 +63,46 @@ def plugin_task_paths() -> list[str]:
     return paths
 
 
+def _wrap(owner, name: str, make):
+    """Replace ``owner.name`` by ``make(original)`` once; nothing when lm-eval has no such object."""
+    if owner is None:
+        return
+    original = getattr(owner, name, None)
+    if original is None or getattr(original, _PATCHED_FLAG, False):
+        return
+    wrapper = make(original)
+    setattr(wrapper, _PATCHED_FLAG, True)
+    setattr(owner, name, wrapper)
+
+
 def patch_task_manager(module) -> None:
     if hasattr(module, "discover_plugin_task_paths"):
         return  # upstream reads the lm_eval.tasks group itself
-    manager_cls = getattr(module, "TaskManager", None)
-    if manager_cls is None or getattr(manager_cls.__init__, _PATCHED_FLAG, False):
-        return
     import functools
     import inspect
 
-    original = manager_cls.__init__
-    signature = inspect.signature(original)
+    def make(original):
+        signature = inspect.signature(original)
 
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        user = bound.arguments.get("include_path")
-        if user is None:
-            user_paths = []
-        elif isinstance(user, (list, tuple)):
-            user_paths = list(user)
-        else:
-            user_paths = [user]
-        try:
-            plugin_paths = plugin_task_paths()
-        except Exception:  # a broken metadata backend must not break lm-eval
-            plugin_paths = []
-        bound.arguments["include_path"] = plugin_paths + user_paths or None
-        return original(*bound.args, **bound.kwargs)
+        @functools.wraps(original)
+        def __init__(self, *args, **kwargs):
+            bound = signature.bind(self, *args, **kwargs)
+            user = bound.arguments.get("include_path")
+            if user is None:
+                user_paths = []
+            elif isinstance(user, (list, tuple)):
+                user_paths = list(user)
+            else:
+                user_paths = [user]
+            try:
+                plugin_paths = plugin_task_paths()
+            except Exception:  # a broken metadata backend must not break lm-eval
+                plugin_paths = []
+            bound.arguments["include_path"] = plugin_paths + user_paths or None
+            return original(*bound.args, **bound.kwargs)
+        return __init__
 
-    setattr(__init__, _PATCHED_FLAG, True)
-    manager_cls.__init__ = __init__
+    _wrap(getattr(module, "TaskManager", None), "__init__", make)
 
 
 def register_plugin_models(module=None) -> None:
@@ -115,15 +124,6 @@ def _model_arg_keys(model_args, metadata) -> list[str]:
     if not isinstance(model_args, dict):
         return []
     return sorted(set(model_args) - set(metadata or {}))
-
-
-def _wrap(owner, name: str, make):
-    original = getattr(owner, name, None)
-    if original is None or getattr(original, _PATCHED_FLAG, False):
-        return
-    wrapper = make(original)
-    setattr(wrapper, _PATCHED_FLAG, True)
-    setattr(owner, name, wrapper)
 
 
 def patch_evaluator_config(module) -> None:
