@@ -95,9 +95,10 @@ def split_metadata(loader: str, kwargs: Mapping[str, Any], known: Iterable[str])
         origin[key] = source if key in own and own[key] == value else "--metadata"
         if key in known:
             values[key] = value
-        elif key not in LMEVAL_KEYS and (marker is not None or difflib.get_close_matches(key, known, n=1)):
-            # Without the hook's marker a stray key may be a model argument: only likely typos are reported.
+        elif key not in LMEVAL_KEYS:
             close = difflib.get_close_matches(key, known, n=1)
+            if marker is None and not close:
+                continue  # without the hook's marker a stray key may be a model argument: only typos are reported
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             _warn_once(loader, key, f"task metadata key {key!r} (from {origin[key]}) is not used by {loader}{hint}; "
                                     f"its keys: {', '.join(sorted(known))}")
