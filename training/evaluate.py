@@ -55,9 +55,9 @@ def evaluate_model(model: str | Path, spec: EvalSpec) -> dict[str, Any] | None:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    import torch
+    from cf_tasks.torch_device import default_device
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # HFLM defaults to cuda even where there is none
+    device = default_device()  # HFLM defaults to cuda even where there is none
     kwargs: dict[str, Any] = {"pretrained": str(model)}
     adapter_config = Path(model) / "adapter_config.json"
     if adapter_config.is_file():  # a LoRA adapter saved without merging: load its base model plus the adapter

@@ -180,13 +180,6 @@ def parse_judge_scores(text: str) -> JudgeScores:
 # ---------------------------------------------------------------------------
 # backends
 # ---------------------------------------------------------------------------
-def _default_device() -> str:
-    """CUDA when there is one, else the CPU: lm-eval's ``hf`` backend defaults to ``cuda`` and fails without it."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @dataclass
 class LmEvalJudge:
     """A judge backed by any registered lm-eval model (``lm_eval --model NAME`` names)."""
@@ -212,7 +205,9 @@ class LmEvalJudge:
                 cls = get_model(self.model)
             except ValueError as exc:
                 raise ValueError(f"judge_model: {exc}") from None
-            extra = {"batch_size": self.batch_size, "device": self.device or _default_device()}
+            from cf_tasks.torch_device import default_device
+
+            extra = {"batch_size": self.batch_size, "device": self.device or default_device()}
             self.lm = cls.create_from_arg_string(self.model_args, extra)
         return self.lm
 

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cf_tasks.torch_device import resolve_device  # noqa: F401  -- BIDS's device rule is the project's
+
 PAPER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def torch_dtype(name: str):

@@ -36,6 +36,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from cf_tasks.torch_device import default_device
 from selection.grape.prompting import EncodedGroup
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class HFScorer:
         from transformers import AutoModelForCausalLM
 
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = default_device()
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, DTYPES[dtype])
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
         model.to(device).eval()
